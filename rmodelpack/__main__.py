@@ -1,0 +1,3 @@
+from rmodelpack.cli import main
+
+raise SystemExit(main())
