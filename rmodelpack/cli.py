@@ -1,2 +1,225 @@
-def main() -> int:
+"""The rmodelpack command line: argument parsing, progress output, exceptions → exit codes.
+
+Exit codes: 0 ok, 1 runtime failure (build failed, registry refused, helm failed),
+2 bad input or usage (invalid manifest, missing file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from rich.console import Console
+
+from rmodelpack import __version__
+from rmodelpack.exceptions import RmodelpackError, UsageError
+
+DEFAULT_OUT = ".rmodelpack"
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def default_out_dir(manifest: str) -> Path:
+    from rmodelpack.manifest import resolve_manifest_path
+
+    return resolve_manifest_path(manifest).parent / DEFAULT_OUT
+
+
+def progress_printer(prefix: str) -> Callable[[str], None]:
+    def show(line: str) -> None:
+        line = line.rstrip()
+        if line:
+            err.print(f"[dim]{prefix}[/dim] {line}", markup=True, highlight=False)
+
+    return show
+
+
+# --- commands ------------------------------------------------------------------------------------
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from rmodelpack.manifest import load_manifest
+
+    manifest, _ = load_manifest(args.manifest)
+    out.print(f"{args.manifest}: valid ({manifest.name} {manifest.version})")
     return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from rmodelpack.manifest import manifest_json_schema
+
+    text = json.dumps(manifest_json_schema(), indent=2, sort_keys=True) + "\n"
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from rmodelpack.init import init_manifest
+
+    written = init_manifest(
+        Path(args.model), data=Path(args.data) if args.data else None, name=args.name,
+        force=args.force,
+    )
+    for path in written:
+        out.print(f"wrote {path}")
+    out.print("next: review rmodel.yaml, then `rmodelpack validate` and `rmodelpack build`")
+    return 0
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from rmodelpack.render import render
+
+    target = Path(args.output) if args.output else default_out_dir(args.manifest)
+    result = render(args.manifest, target)
+    out.print(f"rendered {len(result.files)} files into {result.out_dir}")
+    out.print(f"image:  {result.image}")
+    out.print(f"values: {result.out_dir / 'values.yaml'}")
+    return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from rmodelpack.build import build_image, push_image
+    from rmodelpack.render import render
+
+    target = Path(args.output) if args.output else default_out_dir(args.manifest)
+    rendered = render(args.manifest, target)
+    err.print(f"building {rendered.image} from {rendered.out_dir}")
+    result = build_image(rendered.out_dir, rendered.image, on_progress=progress_printer("build"))
+    out.print(f"built {rendered.image} ({result.image_id})")
+    if args.push:
+        digest = push_image(rendered.image, on_progress=progress_printer("push"))
+        out.print(f"pushed {digest}")
+    return 0
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    from rmodelpack.deploy import deploy
+
+    values, release = _values_and_release(args)
+    result = deploy(
+        values,
+        release=release,
+        namespace=args.namespace,
+        chart=args.chart,
+        dry_run=args.dry_run,
+        timeout=args.timeout,
+    )
+    if args.dry_run:
+        sys.stdout.write(result.output)
+    else:
+        out.print(result.output.rstrip())
+        out.print(f"deployed release {release}")
+    return 0
+
+
+def _values_and_release(args: argparse.Namespace) -> tuple[Path, str]:
+    """deploy takes a manifest (rendered first) or an already rendered values.yaml."""
+    source = Path(args.target)
+    if source.suffix in (".yaml", ".yml") and source.name != "rmodel.yaml" and source.is_file():
+        import yaml
+
+        values = yaml.safe_load(source.read_text(encoding="utf-8")) or {}
+        name = args.release or values.get("model", {}).get("name")
+        if not name:
+            raise UsageError(f"{source} has no model.name; pass --release NAME")
+        return source, name
+    from rmodelpack.render import render
+
+    rendered = render(source, Path(args.output) if args.output else default_out_dir(str(source)))
+    from rmodelpack.manifest import load_manifest
+
+    manifest, _ = load_manifest(source)
+    return rendered.out_dir / "values.yaml", args.release or manifest.name
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from rmodelpack.render import render
+    from rmodelpack.serve import serve_native
+
+    target = Path(args.output) if args.output else default_out_dir(args.manifest)
+    rendered = render(args.manifest, target)
+    err.print(f"serving {rendered.image} natively on http://127.0.0.1:{args.port} (Ctrl-C stops)")
+    return serve_native(rendered, args.port)
+
+
+# --- parser --------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rmodelpack",
+        description="Package a trained R model as a secure, autoscaled REST scoring service "
+        "on Kubernetes: manifest → render → build → deploy.",
+    )
+    parser.add_argument("--version", action="version", version=f"rmodelpack {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add(name: str, handler: Callable[[argparse.Namespace], int], help_text: str):
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    manifest_help = "rmodel.yaml, or the folder that holds it"
+    output_help = f"output folder (default: {DEFAULT_OUT}/ beside the manifest)"
+
+    sub = add("init", cmd_init, "Scaffold rmodel.yaml (and a score.R stub) next to a model file.")
+    sub.add_argument("model", help="the saved model (.rds)")
+    sub.add_argument("--data", help="a sample data frame (.csv or .rds) to derive the inputs from")
+    sub.add_argument("--name", help="service name (default: from the model's folder)")
+    sub.add_argument("--force", action="store_true", help="overwrite existing files")
+
+    sub = add("validate", cmd_validate, "Check a manifest; exit 2 with every problem.")
+    sub.add_argument("manifest", help=manifest_help)
+
+    sub = add("schema", cmd_schema, "Print the manifest's JSON Schema (for editors).")
+    sub.add_argument("-o", "--output", help="write to this file instead of stdout")
+
+    sub = add("render", cmd_render, "Write the Docker build context and the chart values.")
+    sub.add_argument("manifest", help=manifest_help)
+    sub.add_argument("-o", "--output", help=output_help)
+
+    sub = add("build", cmd_build, "Render, then build the image with docker (and push it).")
+    sub.add_argument("manifest", help=manifest_help)
+    sub.add_argument("-o", "--output", help=output_help)
+    sub.add_argument("--push", action="store_true", help="push to image.repository afterwards")
+
+    sub = add("deploy", cmd_deploy, "helm upgrade --install the chart with the rendered values.")
+    sub.add_argument("target", help="rmodel.yaml (or its folder), or a rendered values.yaml")
+    sub.add_argument("-o", "--output", help=output_help)
+    sub.add_argument("--release", help="helm release name (default: the model name)")
+    sub.add_argument("-n", "--namespace", help="Kubernetes namespace (created if missing)")
+    sub.add_argument("--chart", help="chart path or oci:// reference (default: the bundled chart)")
+    sub.add_argument(
+        "--dry-run",
+        nargs="?",
+        const="client",
+        choices=["client", "server"],
+        help="client: render the manifests offline; server: let the API server validate them",
+    )
+    sub.add_argument("--timeout", default="10m", help="how long helm waits (default: 10m)")
+
+    sub = add("serve", cmd_serve, "Run the scoring server locally (natively, with R and nginx).")
+    sub.add_argument("manifest", help=manifest_help)
+    sub.add_argument("-o", "--output", help=output_help)
+    sub.add_argument("-p", "--port", type=int, default=8000, help="port on 127.0.0.1")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except RmodelpackError as exc:
+        err.print(f"error: {exc}", markup=False)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        err.print("interrupted", markup=False)
+        return 130

@@ -1,0 +1,425 @@
+#!/usr/bin/env bash
+# A real Kubernetes control plane on loopback, built offline from the Go module proxy:
+# etcd + kube-apiserver + kube-controller-manager + kube-scheduler, and kwok for fake nodes
+# (pods on them become Running/Ready without a kubelet). Used by tests/cluster/ and ci/e2e.sh.
+#
+#   ci/cluster.sh build    build (or reuse) the pinned binaries in .bin/
+#   ci/cluster.sh up       build, then start everything; does nothing when already healthy
+#   ci/cluster.sh status   print the health of each component; exit 1 when not healthy
+#   ci/cluster.sh down     stop everything and delete the state directory
+#   ci/cluster.sh env      print `export KUBECONFIG=...` for eval
+#
+# Everything listens on 127.0.0.1 only. State and logs: $RMP_CLUSTER_DIR (.cache/cluster).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BIN="$ROOT/.bin"
+K8S_DIR="$ROOT/ci/k8s"
+STATE="${RMP_CLUSTER_DIR:-$ROOT/.cache/cluster}"
+export PATH="$BIN:$PATH"
+
+# shellcheck source=ci/k8s/versions.env
+. "$K8S_DIR/versions.env"
+
+# Ports away from the well-known ones, so a developer's own etcd/apiserver keeps working.
+ETCD_CLIENT_PORT=23790
+ETCD_PEER_PORT=23800
+APISERVER_PORT=16443
+CONTROLLER_MANAGER_PORT=16257
+SCHEDULER_PORT=16259
+KWOK_PORT=16280
+SERVICE_CIDR=10.96.0.0/16
+NODE_NAME=kwok-node-0
+READY_TIMEOUT=90
+
+KUBECONFIG_FILE="$STATE/admin.kubeconfig"
+PKI="$STATE/pki"
+LOGS="$STATE/logs"
+RUN="$STATE/run"
+
+step() { printf '\n==> %s\n' "$*"; }
+info() { printf '    %s\n' "$*"; }
+die() { printf 'cluster.sh: ERROR: %s\n' "$*" >&2; exit 1; }
+
+# ---------------------------------------------------------------------------------------------
+# Build: one `go build` per binary, cached in .bin/ by a version stamp (as ci/setup.sh does).
+
+# cached_build NAME VERSION FUNCTION: runs FUNCTION unless .bin/NAME at VERSION exists.
+cached_build() {
+  local name=$1 version=$2 build=$3
+  local stamp="$BIN/.$name.version" started=$SECONDS
+  if [ -x "$BIN/$name" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$version" ]; then
+    info "$name $version present"
+    return
+  fi
+  info "building $name $version (go, nice 19)"
+  "$build" "$name"
+  echo "$version" >"$stamp"
+  info "built $name in $((SECONDS - started))s"
+}
+
+# Release time of the pinned tag, from the module proxy's .info: a reproducible buildDate.
+kubernetes_release_date() {
+  local info
+  info=$(cd "$K8S_DIR/kubernetes" &&
+    go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" | jq -r .Info)
+  jq -r .Time "$info" | sed 's/\.[0-9]*Z$/Z/'
+}
+
+# Version stamps read by `kubectl version`, /version and helm's kubeVersion checks.
+kubernetes_ldflags() {
+  local major minor date flags="-s -w" pkg
+  major=$(cut -d. -f1 <<<"${KUBERNETES_VERSION#v}")
+  minor=$(cut -d. -f2 <<<"$KUBERNETES_VERSION")
+  date=$(kubernetes_release_date)
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    flags+=" -X $pkg.gitVersion=$KUBERNETES_VERSION -X $pkg.gitMajor=$major"
+    flags+=" -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=archive -X $pkg.buildDate=$date"
+  done
+  echo "$flags"
+}
+
+build_kubernetes_command() {
+  local name=$1
+  (cd "$K8S_DIR/kubernetes" && CGO_ENABLED=0 nice -n 19 go build -trimpath \
+    -ldflags "$(kubernetes_ldflags)" -o "$BIN/$name" "k8s.io/kubernetes/cmd/$name")
+}
+
+build_etcd() {
+  (cd "$K8S_DIR/etcd" && CGO_ENABLED=0 nice -n 19 go build -trimpath -ldflags "-s -w" \
+    -o "$BIN/etcd" .)
+}
+
+build_kwok() {
+  local tmp
+  tmp=$(mktemp -d)
+  CGO_ENABLED=0 GOBIN="$tmp" nice -n 19 go install -trimpath \
+    -ldflags "-s -w" \
+    "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
+  mv "$tmp/kwok" "$BIN/kwok"
+  rmdir "$tmp"
+}
+
+build_all() {
+  step "Control-plane binaries (pinned, in .bin/)"
+  command -v go >/dev/null || die "Go is needed to build the cluster binaries"
+  command -v jq >/dev/null || die "jq is needed (apt-get install jq)"
+  mkdir -p "$BIN"
+  cached_build etcd "$ETCD_VERSION" build_etcd
+  cached_build kwok "$KWOK_VERSION" build_kwok
+  local name
+  for name in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+    cached_build "$name" "$KUBERNETES_VERSION" build_kubernetes_command
+  done
+}
+
+# ---------------------------------------------------------------------------------------------
+# PKI: one CA signs the serving cert and every client cert; EC P-256 keys (fast to generate).
+
+new_key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" 2>/dev/null; }
+
+# issue_cert NAME SUBJECT [SUBJECT_ALT_NAMES]: writes $PKI/NAME.{key,crt}, signed by the CA.
+issue_cert() {
+  local name=$1 subject=$2 sans=${3:-} ext="$PKI/$name.ext"
+  new_key "$PKI/$name.key"
+  {
+    echo "basicConstraints=critical,CA:FALSE"
+    echo "keyUsage=critical,digitalSignature,keyEncipherment"
+    if [ -n "$sans" ]; then
+      echo "extendedKeyUsage=serverAuth"
+      echo "subjectAltName=$sans"
+    else
+      echo "extendedKeyUsage=clientAuth"
+    fi
+  } >"$ext"
+  openssl req -new -key "$PKI/$name.key" -subj "$subject" 2>/dev/null |
+    openssl x509 -req -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" -CAcreateserial \
+      -days 3650 -extfile "$ext" -out "$PKI/$name.crt" 2>/dev/null
+  rm -f "$ext"
+}
+
+generate_pki() {
+  [ -f "$PKI/.complete" ] && return
+  info "generating certificates and service-account keys (openssl, $PKI)"
+  rm -rf "$PKI" && mkdir -p "$PKI" && chmod 700 "$PKI"
+  new_key "$PKI/ca.key"
+  openssl req -x509 -new -key "$PKI/ca.key" -subj "/CN=rmodelpack-dev-ca" -days 3650 \
+    -addext "basicConstraints=critical,CA:TRUE" \
+    -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" -out "$PKI/ca.crt" 2>/dev/null
+  issue_cert apiserver "/CN=kube-apiserver" \
+    "IP:127.0.0.1,IP:${SERVICE_CIDR%.0/*}.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
+  issue_cert admin "/O=system:masters/CN=rmodelpack-admin"
+  issue_cert controller-manager "/CN=system:kube-controller-manager"
+  issue_cert scheduler "/CN=system:kube-scheduler"
+  # kwok acts for the fake kubelet (node status, leases, pod status), so it gets admin rights.
+  issue_cert kwok "/O=system:masters/CN=kwok"
+  new_key "$PKI/service-account.key"
+  openssl pkey -in "$PKI/service-account.key" -pubout -out "$PKI/service-account.pub" 2>/dev/null
+  touch "$PKI/.complete"
+}
+
+# write_kubeconfig NAME: $STATE/NAME.kubeconfig with the client cert $PKI/NAME.{crt,key}.
+write_kubeconfig() {
+  local name=$1
+  cat >"$STATE/$name.kubeconfig" <<KUBECONFIG
+apiVersion: v1
+kind: Config
+clusters:
+- name: rmodelpack-dev
+  cluster:
+    server: https://127.0.0.1:$APISERVER_PORT
+    certificate-authority-data: $(base64 -w0 <"$PKI/ca.crt")
+users:
+- name: $name
+  user:
+    client-certificate-data: $(base64 -w0 <"$PKI/$name.crt")
+    client-key-data: $(base64 -w0 <"$PKI/$name.key")
+contexts:
+- name: rmodelpack-dev
+  context: {cluster: rmodelpack-dev, user: $name}
+current-context: rmodelpack-dev
+KUBECONFIG
+  chmod 600 "$STATE/$name.kubeconfig"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Processes: each runs under nohup with its pid in $RUN/NAME.pid and its log in $LOGS/NAME.log.
+
+pid_of() { cat "$RUN/$1.pid" 2>/dev/null || true; }
+
+# True when the recorded pid is alive and still runs our binary (pids get reused).
+is_running() {
+  local pid
+  pid=$(pid_of "$1")
+  [ -n "$pid" ] && [ "$(readlink "/proc/$pid/exe" 2>/dev/null)" = "$(readlink -f "$BIN/$1")" ]
+}
+
+# start NAME ARGS...: starts .bin/NAME in the background unless it is already running.
+start() {
+  local name=$1
+  shift
+  if is_running "$name"; then
+    info "$name already running (pid $(pid_of "$name"))"
+    return
+  fi
+  nohup "$BIN/$name" "$@" >>"$LOGS/$name.log" 2>&1 </dev/null &
+  echo $! >"$RUN/$name.pid"
+  info "$name started (pid $!, log $LOGS/$name.log)"
+}
+
+# wait_until DESCRIPTION LOG COMMAND...: polls COMMAND for READY_TIMEOUT seconds.
+wait_until() {
+  local what=$1 log=$2
+  shift 2
+  local deadline=$((SECONDS + READY_TIMEOUT))
+  until "$@" >/dev/null 2>&1; do
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      tail -n 30 "$log" >&2 || true
+      die "$what not ready within ${READY_TIMEOUT}s (log: $log)"
+    fi
+    sleep 0.5
+  done
+}
+
+https_ok() { curl -fsS --max-time 3 --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key" "$1"; }
+insecure_ok() { curl -fsSk --max-time 3 "$1"; }
+kube() { "$BIN/kubectl" --kubeconfig "$KUBECONFIG_FILE" "$@"; }
+
+etcd_healthy() { curl -fsS --max-time 3 "http://127.0.0.1:$ETCD_CLIENT_PORT/health"; }
+apiserver_ready() { https_ok "https://127.0.0.1:$APISERVER_PORT/readyz"; }
+controller_manager_healthy() { insecure_ok "https://127.0.0.1:$CONTROLLER_MANAGER_PORT/healthz"; }
+scheduler_healthy() { insecure_ok "https://127.0.0.1:$SCHEDULER_PORT/healthz"; }
+kwok_healthy() { curl -fsS --max-time 3 "http://127.0.0.1:$KWOK_PORT/healthz"; }
+node_ready() {
+  [ "$(kube get node "$NODE_NAME" \
+    -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" = True ]
+}
+
+start_etcd() {
+  # --unsafe-no-fsync: a throwaway test store; fsync on a shared disk only costs time.
+  start etcd --name=rmodelpack-dev --data-dir="$STATE/etcd" \
+    --listen-client-urls="http://127.0.0.1:$ETCD_CLIENT_PORT" \
+    --advertise-client-urls="http://127.0.0.1:$ETCD_CLIENT_PORT" \
+    --listen-peer-urls="http://127.0.0.1:$ETCD_PEER_PORT" \
+    --initial-advertise-peer-urls="http://127.0.0.1:$ETCD_PEER_PORT" \
+    --initial-cluster="rmodelpack-dev=http://127.0.0.1:$ETCD_PEER_PORT" \
+    --unsafe-no-fsync=true --log-level=warn
+  wait_until etcd "$LOGS/etcd.log" etcd_healthy
+}
+
+start_apiserver() {
+  # Admission: the default plugin set (PodSecurity included), so a namespace's
+  # pod-security.kubernetes.io/enforce label is enforced as on AKS.
+  start kube-apiserver --bind-address=127.0.0.1 --advertise-address=127.0.0.1 \
+    --secure-port="$APISERVER_PORT" --etcd-servers="http://127.0.0.1:$ETCD_CLIENT_PORT" \
+    --cert-dir="$PKI" --tls-cert-file="$PKI/apiserver.crt" --tls-private-key-file="$PKI/apiserver.key" \
+    --client-ca-file="$PKI/ca.crt" --authorization-mode=Node,RBAC \
+    --service-account-issuer=https://kubernetes.default.svc.cluster.local \
+    --service-account-key-file="$PKI/service-account.pub" \
+    --service-account-signing-key-file="$PKI/service-account.key" \
+    --service-cluster-ip-range="$SERVICE_CIDR" --allow-privileged=false --profiling=false
+  wait_until kube-apiserver "$LOGS/kube-apiserver.log" apiserver_ready
+}
+
+start_controller_manager() {
+  start kube-controller-manager --bind-address=127.0.0.1 --secure-port="$CONTROLLER_MANAGER_PORT" \
+    --kubeconfig="$STATE/controller-manager.kubeconfig" \
+    --authentication-kubeconfig="$STATE/controller-manager.kubeconfig" \
+    --authorization-kubeconfig="$STATE/controller-manager.kubeconfig" \
+    --cert-dir="$STATE/controller-manager-certs" \
+    --service-account-private-key-file="$PKI/service-account.key" --root-ca-file="$PKI/ca.crt" \
+    --cluster-signing-cert-file="$PKI/ca.crt" --cluster-signing-key-file="$PKI/ca.key" \
+    --use-service-account-credentials=true --service-cluster-ip-range="$SERVICE_CIDR" \
+    --leader-elect=false --profiling=false
+  wait_until kube-controller-manager "$LOGS/kube-controller-manager.log" controller_manager_healthy
+}
+
+start_scheduler() {
+  start kube-scheduler --bind-address=127.0.0.1 --secure-port="$SCHEDULER_PORT" \
+    --kubeconfig="$STATE/scheduler.kubeconfig" \
+    --authentication-kubeconfig="$STATE/scheduler.kubeconfig" \
+    --authorization-kubeconfig="$STATE/scheduler.kubeconfig" \
+    --cert-dir="$STATE/scheduler-certs" --leader-elect=false --profiling=false
+  wait_until kube-scheduler "$LOGS/kube-scheduler.log" scheduler_healthy
+}
+
+# kwok's own binary ships no stages; these are the ones `kwokctl` uses by default, read from
+# the pinned module (node: initialize + lease heartbeat; pod: ready, complete (Job pods), delete).
+write_kwok_stages() {
+  local dir stage
+  dir=$(cd "$K8S_DIR/etcd" && go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" | jq -r .Dir)
+  [ -d "$dir" ] || die "cannot read sigs.k8s.io/kwok@$KWOK_VERSION from the Go module cache"
+  for stage in node/fast/node-initialize node/heartbeat-with-lease/node-heartbeat-with-lease \
+    pod/fast/pod-ready pod/fast/pod-complete pod/fast/pod-delete; do
+    echo "---"
+    cat "$dir/kustomize/stage/$stage.yaml"
+  done >"$STATE/kwok-stages.yaml"
+}
+
+start_kwok() {
+  [ -s "$STATE/kwok-stages.yaml" ] || write_kwok_stages
+  start kwok --kubeconfig="$STATE/kwok.kubeconfig" --config="$STATE/kwok-stages.yaml" \
+    --manage-single-node="$NODE_NAME" --node-ip=127.0.0.1 --cidr=10.244.0.0/16 \
+    --node-lease-duration-seconds=40 --server-address="127.0.0.1:$KWOK_PORT"
+  wait_until kwok "$LOGS/kwok.log" kwok_healthy
+}
+
+create_fake_node() {
+  # Capacity is generous: the fake node only has to admit every scenario's requests.
+  kube apply -f - >/dev/null <<NODE
+apiVersion: v1
+kind: Node
+metadata:
+  name: $NODE_NAME
+  annotations: {node.alpha.kubernetes.io/ttl: "0", kwok.x-k8s.io/node: fake}
+  labels:
+    kubernetes.io/arch: amd64
+    kubernetes.io/hostname: $NODE_NAME
+    kubernetes.io/os: linux
+    kubernetes.io/role: agent
+    type: kwok
+status:
+  allocatable: {cpu: "32", memory: 256Gi, pods: "110", ephemeral-storage: 100Gi}
+  capacity: {cpu: "32", memory: 256Gi, pods: "110", ephemeral-storage: 100Gi}
+  nodeInfo: {architecture: amd64, operatingSystem: linux, kubeletVersion: fake, kubeProxyVersion: fake}
+NODE
+  wait_until "node $NODE_NAME Ready" "$LOGS/kwok.log" node_ready
+}
+
+shared_dir() {
+  local dir=${RMP_SHARED_DIR:-$ROOT/../shared}
+  [ -d "$dir/crds" ] || die "no CRDs at $dir/crds (set RMP_SHARED_DIR to the shared/ checkout)"
+  echo "$dir"
+}
+
+install_crds() {
+  local crds
+  crds="$(shared_dir)/crds"
+  kube apply --server-side --force-conflicts -f "$crds/traefik" -f "$crds/cert-manager" >/dev/null
+  kube wait --for=condition=Established --timeout="${READY_TIMEOUT}s" crd \
+    -l 'app.kubernetes.io/name=cert-manager' >/dev/null
+  kube wait --for=condition=Established --timeout="${READY_TIMEOUT}s" \
+    crd/middlewares.traefik.io crd/ingressroutes.traefik.io >/dev/null
+  info "CRDs established: $(kube get crd -o name | wc -l) (Traefik, cert-manager)"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Commands
+
+components() { echo etcd kube-apiserver kube-controller-manager kube-scheduler kwok; }
+
+healthy() {
+  etcd_healthy && apiserver_ready && controller_manager_healthy && scheduler_healthy &&
+    kwok_healthy && node_ready
+} >/dev/null 2>&1
+
+cmd_up() {
+  local started=$SECONDS
+  if [ -f "$KUBECONFIG_FILE" ] && healthy; then
+    info "cluster healthy; nothing to do (KUBECONFIG=$KUBECONFIG_FILE)"
+    return
+  fi
+  build_all
+  step "Control plane on 127.0.0.1 (state: $STATE)"
+  mkdir -p "$STATE" "$LOGS" "$RUN"
+  generate_pki
+  local name
+  for name in admin controller-manager scheduler kwok; do write_kubeconfig "$name"; done
+  start_etcd
+  start_apiserver
+  start_controller_manager
+  start_scheduler
+  start_kwok
+  create_fake_node
+  install_crds
+  info "up in $((SECONDS - started))s; export KUBECONFIG=$KUBECONFIG_FILE"
+}
+
+cmd_status() {
+  local ok=0 name state
+  for name in $(components); do
+    if is_running "$name"; then state="running (pid $(pid_of "$name"))"; else state="stopped"; ok=1; fi
+    printf '%-24s %s\n' "$name" "$state"
+  done
+  check() { if "$2" >/dev/null 2>&1; then printf '%-24s ok\n' "$1"; else printf '%-24s FAIL\n' "$1"; ok=1; fi; }
+  check "etcd /health" etcd_healthy
+  check "apiserver /readyz" apiserver_ready
+  check "controller-manager" controller_manager_healthy
+  check "scheduler" scheduler_healthy
+  check "kwok /healthz" kwok_healthy
+  check "node $NODE_NAME Ready" node_ready
+  if [ "$ok" -eq 0 ]; then
+    printf 'server version: %s\n' "$(kube version -o json | jq -r .serverVersion.gitVersion)"
+    printf 'KUBECONFIG=%s\n' "$KUBECONFIG_FILE"
+  fi
+  return "$ok"
+}
+
+# Stops only the processes recorded in $RUN (ours), newest first, then deletes the state.
+cmd_down() {
+  local name pid names
+  names=$(components | tr ' ' '\n' | tac)
+  for name in $names; do
+    is_running "$name" || continue
+    pid=$(pid_of "$name")
+    kill "$pid"
+    for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+    kill -0 "$pid" 2>/dev/null && kill -9 "$pid"
+    info "stopped $name (pid $pid)"
+  done
+  rm -rf "$STATE"
+  info "state removed ($STATE)"
+}
+
+main() {
+  case "${1:-}" in
+    build) build_all ;;
+    up) cmd_up ;;
+    status) cmd_status ;;
+    down) cmd_down ;;
+    env) echo "export KUBECONFIG=$KUBECONFIG_FILE" ;;
+    *) die "usage: ci/cluster.sh build|up|down|status|env" ;;
+  esac
+}
+
+main "$@"

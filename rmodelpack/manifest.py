@@ -1,0 +1,629 @@
+"""The model manifest (``rmodel.yaml``): the one home of every model-level default.
+
+``load_manifest`` reads the YAML, validates it with pydantic and reports every problem at once,
+each with its field path, what is wrong and how to fix it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from rmodelpack.exceptions import ManifestError, Problem
+
+API_VERSION = "rmodelpack/v1"
+MANIFEST_FILENAME = "rmodel.yaml"
+BASE_IMAGES = {
+    "debian": "rmodelpack/r-base:bookworm",
+    "rocker": "rmodelpack/r-base:rocker-4.4.1",
+}
+
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+DNS_NAME = re.compile(r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+R_PACKAGE = re.compile(r"^[A-Za-z][A-Za-z0-9.]*[A-Za-z0-9]$")
+R_IDENTIFIER = re.compile(r"^[A-Za-z.][A-Za-z0-9._]*$")
+DEBIAN_PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
+IMAGE_REPOSITORY = re.compile(
+    r"^(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$"
+)
+IMAGE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$")
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+HTPASSWD_USER = re.compile(r"^[^:\s]+$")
+
+
+def _problem(kind: str, message: str, hint: str) -> PydanticCustomError:
+    return PydanticCustomError(kind, message, {"hint": hint})
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+def _base_dir(info: ValidationInfo) -> Path | None:
+    context = info.context or {}
+    base = context.get("base_dir")
+    return Path(base) if base is not None else None
+
+
+def _require_file(value: str, info: ValidationInfo, what: str) -> str:
+    base = _base_dir(info)
+    if base is not None and not (base / value).is_file():
+        raise _problem(
+            "file_missing",
+            f"{what} '{value}' does not exist (looked in {base})",
+            "give a path relative to the manifest's folder",
+        )
+    return value
+
+
+# --- model -------------------------------------------------------------------------------------
+
+
+class SecretKeyRef(Strict):
+    name: str = Field(description="Name of an existing Kubernetes Secret.")
+    key: str = Field("url", description="Key in the Secret that holds the model URL.")
+
+
+class PvcRef(Strict):
+    claim_name: str = Field(description="An existing PersistentVolumeClaim (e.g. Azure Files).")
+    sub_path: str = Field("model.rds", description="Path of the .rds file inside the claim.")
+
+
+class ModelSpec(Strict):
+    path: str = Field(description="The saved model (.rds), relative to the manifest.")
+    source: Literal["image", "url", "pvc"] = Field(
+        "image",
+        description="image: baked into the image; url: downloaded at pod start from a URL held "
+        "in a Secret and checked against the sha256; pvc: mounted from an existing claim.",
+    )
+    url_secret: SecretKeyRef | None = None
+    pvc: PvcRef | None = None
+
+    @field_validator("path")
+    @classmethod
+    def _path_is_rds(cls, value: str, info: ValidationInfo) -> str:
+        if not value.endswith(".rds"):
+            raise _problem(
+                "not_rds", f"'{value}' is not an .rds file", "save the model with saveRDS()"
+            )
+        return _require_file(value, info, "model file")
+
+    @model_validator(mode="after")
+    def _source_has_its_reference(self) -> ModelSpec:
+        if self.source == "url" and self.url_secret is None:
+            raise _problem(
+                "missing_reference",
+                "source 'url' needs url_secret",
+                "add url_secret: {name: <secret>, key: url}; the SAS URL stays in the Secret",
+            )
+        if self.source == "pvc" and self.pvc is None:
+            raise _problem(
+                "missing_reference",
+                "source 'pvc' needs pvc",
+                "add pvc: {claim_name: <claim>, sub_path: model.rds}",
+            )
+        return self
+
+
+# --- scoring, input, output --------------------------------------------------------------------
+
+
+class ScoringSpec(Strict):
+    script: str | None = Field(
+        None, description="R script defining the scoring function, relative to the manifest."
+    )
+    function: str = Field("score", description="Called as function(model, df).")
+    predict_args: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Extra arguments of the default scorer predict(model, df, ...).",
+    )
+
+    @field_validator("script")
+    @classmethod
+    def _script_exists(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return value
+        if not value.endswith((".R", ".r")):
+            raise _problem("not_r", f"'{value}' is not an R script", "name it like score.R")
+        return _require_file(value, info, "scoring script")
+
+    @field_validator("function")
+    @classmethod
+    def _function_is_identifier(cls, value: str) -> str:
+        if not R_IDENTIFIER.match(value):
+            raise _problem(
+                "bad_identifier", f"'{value}' is not an R function name", "use e.g. score"
+            )
+        return value
+
+
+ColumnType = Literal["number", "integer", "string", "boolean", "factor"]
+
+
+class Column(Strict):
+    name: str = Field(min_length=1)
+    type: ColumnType
+    required: bool = True
+    min: float | None = None
+    max: float | None = None
+    levels: list[str] | None = Field(None, description="factor: the levels used in training.")
+    allowed: list[str] | None = Field(None, description="string: the values accepted.")
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _fields_fit_the_type(self) -> Column:
+        numeric = self.type in ("number", "integer")
+        if (self.min is not None or self.max is not None) and not numeric:
+            raise _problem(
+                "bad_bounds",
+                f"min/max apply to number and integer columns, not {self.type}",
+                "remove min/max or change the type",
+            )
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise _problem(
+                "bad_bounds", f"min ({self.min}) is above max ({self.max})", "swap them"
+            )
+        if self.type == "factor" and not self.levels:
+            raise _problem(
+                "missing_levels",
+                "a factor column needs its levels",
+                "list them, e.g. levels: [setosa, versicolor, virginica] (levels(df$col) in R)",
+            )
+        if self.levels is not None and self.type != "factor":
+            raise _problem(
+                "bad_levels", "levels apply to factor columns only", "use type: factor"
+            )
+        if self.allowed is not None and self.type != "string":
+            raise _problem(
+                "bad_allowed",
+                "allowed applies to string columns only",
+                "use type: factor with levels for categorical model inputs",
+            )
+        return self
+
+
+class InputSpec(Strict):
+    columns: list[Column] = Field(min_length=1)
+    max_rows: int = Field(1000, ge=1, le=1_000_000)
+    example: str | None = Field(
+        None, description="A JSON file of sample rows (used by the helm test and the docs)."
+    )
+    extra_columns: Literal["ignore", "reject"] = Field(
+        "ignore",
+        description="ignore: columns the model does not use are dropped (clients often send "
+        "whole rows); reject: they are a 422.",
+    )
+
+    @field_validator("example")
+    @classmethod
+    def _example_exists(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return value if value is None else _require_file(value, info, "example request")
+
+    @field_validator("columns")
+    @classmethod
+    def _unique_names(cls, columns: list[Column]) -> list[Column]:
+        seen: set[str] = set()
+        for column in columns:
+            if column.name in seen:
+                raise _problem(
+                    "duplicate_column",
+                    f"column '{column.name}' is listed twice",
+                    "keep one entry per column",
+                )
+            seen.add(column.name)
+        return columns
+
+
+class OutputSpec(Strict):
+    kind: Literal["value", "class", "probabilities", "class_probabilities"] = "value"
+
+
+# --- R, image, runtime -------------------------------------------------------------------------
+
+
+class RSpec(Strict):
+    packages: list[str] = Field(default_factory=list)
+    system_packages: list[str] = Field(default_factory=list)
+    renv_lock: str | None = None
+
+    @field_validator("packages")
+    @classmethod
+    def _r_package_names(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if not R_PACKAGE.match(value):
+                raise _problem(
+                    "bad_package", f"'{value}' is not an R package name", "e.g. randomForest"
+                )
+        return values
+
+    @field_validator("system_packages")
+    @classmethod
+    def _debian_package_names(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if not DEBIAN_PACKAGE.match(value):
+                raise _problem(
+                    "bad_package", f"'{value}' is not a Debian package name", "e.g. libgomp1"
+                )
+        return values
+
+    @field_validator("renv_lock")
+    @classmethod
+    def _lock_exists(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return value if value is None else _require_file(value, info, "renv lock file")
+
+
+class ImageSpec(Strict):
+    flavor: Literal["debian", "rocker"] = "debian"
+    base: str | None = Field(None, description="Override the base image reference.")
+    repository: str | None = Field(
+        None, description="e.g. myregistry.azurecr.io/models/boston; default: rmodelpack/<name>."
+    )
+    tag: str | None = Field(None, description="Default: <version>-<content hash>.")
+
+    @field_validator("repository")
+    @classmethod
+    def _repository_reference(cls, value: str | None) -> str | None:
+        if value is not None and not IMAGE_REPOSITORY.match(value):
+            raise _problem(
+                "bad_repository",
+                f"'{value}' is not an image repository",
+                "use lowercase, e.g. myregistry.azurecr.io/models/boston (no tag)",
+            )
+        return value
+
+    @field_validator("tag")
+    @classmethod
+    def _tag_reference(cls, value: str | None) -> str | None:
+        if value is not None and not IMAGE_TAG.match(value):
+            raise _problem("bad_tag", f"'{value}' is not an image tag", "e.g. 1.0.0")
+        return value
+
+
+class RuntimeSpec(Strict):
+    workers: Literal["auto"] | Annotated[int, Field(ge=1, le=64)] = Field(
+        "auto",
+        description="R worker processes per container; auto = the CPU request (nproc natively).",
+    )
+    threads: int = Field(1, ge=1, le=64, description="Threads one worker may use per request.")
+    max_body_bytes: int = Field(1_048_576, ge=1024, le=1_073_741_824)
+    timeout_seconds: int = Field(30, ge=1, le=3600)
+    drain_seconds: int = Field(5, ge=0, le=300)
+    port: int = Field(8000, ge=1024, le=65535)
+
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _auto_or_count(cls, value: Any) -> Any:
+        if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 64):
+            return value
+        raise _problem(
+            "bad_workers",
+            f"{value!r} is not a worker count",
+            "use auto (the CPU request) or a whole number from 1 to 64",
+        )
+
+
+# --- service (deployment) ----------------------------------------------------------------------
+
+
+class IssuerRef(Strict):
+    kind: Literal["ClusterIssuer", "Issuer"] = "ClusterIssuer"
+    name: str
+
+
+class TlsSpec(Strict):
+    enabled: bool = True
+    issuer: IssuerRef | None = None
+
+
+class AuthUser(Strict):
+    name: str
+    password_env: str | None = None
+    password_file: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _htpasswd_name(cls, value: str) -> str:
+        if not HTPASSWD_USER.match(value):
+            raise _problem("bad_user", f"'{value}' cannot be a user name", "no ':' or spaces")
+        return value
+
+    @field_validator("password_env")
+    @classmethod
+    def _env_name(cls, value: str | None) -> str | None:
+        if value is not None and not ENV_NAME.match(value):
+            raise _problem(
+                "bad_env", f"'{value}' is not an environment variable name", "e.g. ALICE_PASSWORD"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _one_password_source(self) -> AuthUser:
+        if (self.password_env is None) == (self.password_file is None):
+            raise _problem(
+                "password_source",
+                f"user '{self.name}' needs exactly one of password_env and password_file",
+                "passwords never go in the manifest; name an environment variable or a file",
+            )
+        return self
+
+
+class AuthSpec(Strict):
+    enabled: bool = True
+    realm: str | None = None
+    users: list[AuthUser] = Field(default_factory=list)
+    existing_secret: str | None = None
+
+    @model_validator(mode="after")
+    def _users_or_secret(self) -> AuthSpec:
+        if self.enabled and not self.users and not self.existing_secret:
+            raise _problem(
+                "no_credentials",
+                "basic auth is enabled but has no users and no existing_secret",
+                "add users: [{name: alice, password_env: ALICE_PASSWORD}] or existing_secret",
+            )
+        if self.users and self.existing_secret:
+            raise _problem(
+                "two_credential_sources",
+                "users and existing_secret are both set",
+                "keep one: the chart uses either the hashed users or the existing Secret",
+            )
+        return self
+
+
+class AutoscalingSpec(Strict):
+    enabled: bool | None = None
+    min_replicas: int | None = Field(None, ge=1)
+    max_replicas: int | None = Field(None, ge=1)
+    target_cpu: int | None = Field(None, ge=1, le=1000)
+    target_memory: int | None = Field(None, ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _min_not_above_max(self) -> AutoscalingSpec:
+        low, high = self.min_replicas, self.max_replicas
+        if low is not None and high is not None and low > high:
+            raise _problem(
+                "bad_range", f"min_replicas ({low}) is above max_replicas ({high})", "swap them"
+            )
+        return self
+
+
+Quantity = Annotated[str, Field(pattern=QUANTITY.pattern)]
+
+
+class ResourceList(Strict):
+    cpu: Quantity | None = None
+    memory: Quantity | None = None
+
+
+class ResourcesSpec(Strict):
+    requests: ResourceList | None = None
+    limits: ResourceList | None = None
+
+
+class ServiceSpec(Strict):
+    host: str | None = None
+    tls: TlsSpec | None = None
+    auth: AuthSpec | None = None
+    autoscaling: AutoscalingSpec | None = None
+    resources: ResourcesSpec | None = None
+
+    @field_validator("host")
+    @classmethod
+    def _host_name(cls, value: str | None) -> str | None:
+        if value is not None and (len(value) > 253 or not DNS_NAME.match(value)):
+            raise _problem(
+                "bad_host", f"'{value}' is not a DNS host name", "e.g. boston.example.com"
+            )
+        return value
+
+
+# --- the manifest --------------------------------------------------------------------------------
+
+
+class Manifest(Strict):
+    """A validated ``rmodel.yaml``."""
+
+    api_version: Literal["rmodelpack/v1"] = Field(alias="apiVersion")
+    name: str = Field(description="DNS-1123 label: lowercase letters, digits and '-'.")
+    version: str = Field(description="Model version, e.g. 1.0.0 (quote it in YAML).")
+    description: str = ""
+    model: ModelSpec
+    scoring: ScoringSpec = ScoringSpec()
+    input: InputSpec
+    output: OutputSpec = OutputSpec()
+    r: RSpec = RSpec()
+    image: ImageSpec = ImageSpec()
+    runtime: RuntimeSpec = RuntimeSpec()
+    service: ServiceSpec = ServiceSpec()
+
+    @field_validator("name")
+    @classmethod
+    def _dns_label(cls, value: str) -> str:
+        if not DNS_LABEL.match(value):
+            suggestion = re.sub(r"[^a-z0-9-]+", "-", value.lower()).strip("-")[:63] or "my-model"
+            raise _problem(
+                "bad_name",
+                f"'{value}' is not a DNS-1123 label",
+                f"use lowercase letters, digits and '-', e.g. {suggestion}",
+            )
+        return value
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_is_text(cls, value: Any) -> Any:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            raise _problem(
+                "version_not_text",
+                f"version {value!r} was read as a number",
+                f"quote it: version: \"{value}\"",
+            )
+        return value
+
+    @field_validator("version")
+    @classmethod
+    def _version_fits_a_tag(cls, value: str) -> str:
+        if not IMAGE_TAG.match(value):
+            raise _problem(
+                "bad_version",
+                f"'{value}' cannot be part of an image tag",
+                "use letters, digits, '.', '_' and '-', e.g. 1.0.0",
+            )
+        return value
+
+    @property
+    def repository(self) -> str:
+        return self.image.repository or f"rmodelpack/{self.name}"
+
+    @property
+    def base_image(self) -> str:
+        return self.image.base or BASE_IMAGES[self.image.flavor]
+
+
+# --- loading -------------------------------------------------------------------------------------
+
+
+def _allowed_keys(model: type[BaseModel]) -> list[str]:
+    return [field.alias or name for name, field in model.model_fields.items()]
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The pydantic model that owns the key at ``loc``'s last step."""
+    current: Any = Manifest
+    for step in loc[:-1]:
+        if isinstance(step, int):
+            continue
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return None
+        field = next(
+            (f for n, f in current.model_fields.items() if step in (n, f.alias)), None
+        )
+        if field is None:
+            return None
+        current = _unwrap(field.annotation)
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _unwrap(annotation: Any) -> Any:
+    for arg in getattr(annotation, "__args__", ()) or ():
+        inner = _unwrap(arg)
+        if isinstance(inner, type) and issubclass(inner, BaseModel):
+            return inner
+    return annotation
+
+
+def _format_path(loc: tuple[Any, ...]) -> str:
+    path = ""
+    for step in loc:
+        if isinstance(step, int):
+            path += f"[{step}]"
+        elif step in ("function-after", "function-before", "literal", "int", "str"):
+            continue
+        else:
+            path += f".{step}" if path else str(step)
+    return path or "(top level)"
+
+
+def _clean_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    # pydantic adds union-branch names such as "literal['auto']" or "int" to the location
+    return tuple(s for s in loc if not (isinstance(s, str) and ("[" in s or s in ("int", "str"))))
+
+
+def _problem_from_error(error: dict[str, Any]) -> Problem:
+    loc = _clean_loc(error["loc"])
+    path = _format_path(loc)
+    kind = error["type"]
+    hint = (error.get("ctx") or {}).get("hint", "")
+    if kind == "extra_forbidden":
+        key = str(loc[-1])
+        owner = _model_at(loc)
+        allowed = _allowed_keys(owner) if owner else []
+        close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+        hint = f"did you mean '{close[0]}'?" if close else f"allowed keys: {', '.join(allowed)}"
+        return Problem(path, f"unknown key '{key}'", hint)
+    if kind == "missing":
+        return Problem(path, "is required", "add it")
+    if kind == "literal_error":
+        expected = (error.get("ctx") or {}).get("expected", "")
+        return Problem(path, f"{error['input']!r} is not allowed", f"use one of {expected}")
+    if not hint and kind.endswith("_type"):
+        hint = f"give a {kind.removesuffix('_type').replace('_', ' ')}"
+    if kind == "string_pattern_mismatch":
+        return Problem(
+            path,
+            f"{error['input']!r} is not a Kubernetes quantity",
+            "use e.g. 500m or 2 (cpu), 512Mi or 2Gi (memory)",
+        )
+    return Problem(path, error["msg"], hint)
+
+
+def _dedupe_union_errors(problems: list[Problem]) -> list[Problem]:
+    seen: dict[str, Problem] = {}
+    for problem in problems:
+        seen.setdefault(problem.path + problem.message, problem)
+    return list(seen.values())
+
+
+def parse_manifest(data: Any, *, source: str, base_dir: Path | None) -> Manifest:
+    """Validate already-parsed YAML; raise ManifestError with every problem."""
+    if not isinstance(data, dict):
+        raise ManifestError(
+            source, [Problem("(top level)", "is not a mapping", "start from `rmodelpack init`")]
+        )
+    context = {"base_dir": base_dir} if base_dir is not None else None
+    try:
+        return Manifest.model_validate(data, context=context)
+    except ValidationError as exc:
+        problems = [_problem_from_error(e) for e in exc.errors(include_url=False)]
+        raise ManifestError(source, _dedupe_union_errors(problems)) from exc
+
+
+def resolve_manifest_path(path: str | Path) -> Path:
+    """Accept a manifest file or a folder holding rmodel.yaml."""
+    candidate = Path(path)
+    if candidate.is_dir():
+        candidate = candidate / MANIFEST_FILENAME
+    if not candidate.is_file():
+        raise ManifestError(
+            str(path),
+            [Problem(str(path), "no such manifest", "give rmodel.yaml or its folder")],
+        )
+    return candidate
+
+
+def load_manifest(path: str | Path) -> tuple[Manifest, Path]:
+    """Read and validate a manifest; return it with the folder its paths are relative to."""
+    manifest_path = resolve_manifest_path(path)
+    try:
+        data = yaml.safe_load(manifest_path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
+        raise ManifestError(
+            str(manifest_path),
+            [Problem(where, f"is not valid YAML: {getattr(exc, 'problem', exc)}", "fix the syntax")],
+        ) from exc
+    base_dir = manifest_path.parent.resolve()
+    return parse_manifest(data, source=str(manifest_path), base_dir=base_dir), base_dir
+
+
+def manifest_json_schema() -> dict[str, Any]:
+    """The JSON Schema of rmodel.yaml, for editors (by_alias: apiVersion)."""
+    schema = Manifest.model_json_schema(by_alias=True, mode="validation")
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "rmodelpack model manifest (rmodel.yaml)"
+    return schema

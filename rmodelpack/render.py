@@ -1,0 +1,418 @@
+"""Render a manifest into a Docker build context and Helm values.
+
+``render_files`` is pure apart from reading the model, the scoring script and the passwords: a
+manifest in, ``{relative path: bytes}`` out. ``render`` writes that mapping atomically, so an
+error leaves the output folder exactly as it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import bcrypt
+import jinja2
+import yaml
+
+from rmodelpack import __version__
+from rmodelpack.exceptions import RenderError
+from rmodelpack.manifest import Manifest, load_manifest
+
+IMAGE_ROOT = "/opt/rmodelpack"
+CONTAINER_UID = 10001
+# R packages that the base image already carries, or that ship with R itself.
+PROVIDED_R_PACKAGES = frozenset(
+    {"plumber", "jsonlite", "base", "compiler", "datasets", "graphics", "grDevices", "grid",
+     "methods", "parallel", "splines", "stats", "stats4", "tcltk", "tools", "utils"}
+)
+BCRYPT_ROUNDS = 12
+
+
+@dataclass(frozen=True)
+class RenderResult:
+    out_dir: Path
+    image: str
+    model_sha256: str
+    files: tuple[str, ...]
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+@cache
+def template_env() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("rmodelpack", "templates"),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+    )
+
+
+@cache
+def debian_r_packages() -> frozenset[str]:
+    text = resources.files("rmodelpack").joinpath("data/debian-bookworm-r-cran.txt").read_text()
+    return frozenset(line for line in text.splitlines() if line and not line.startswith("#"))
+
+
+def debian_package_for(r_package: str) -> str:
+    return f"r-cran-{r_package.lower()}"
+
+
+def split_r_packages(packages: list[str]) -> tuple[list[str], list[str]]:
+    """Return (Debian packages, CRAN packages) for the R packages the image still lacks."""
+    available = debian_r_packages()
+    apt: set[str] = set()
+    cran: set[str] = set()
+    for package in packages:
+        if package in PROVIDED_R_PACKAGES:
+            continue
+        candidate = debian_package_for(package)
+        if candidate in available:
+            apt.add(candidate)
+        else:
+            cran.add(package)
+    return sorted(apt), sorted(cran)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def runtime_files() -> dict[str, bytes]:
+    """The R runtime, byte for byte, keyed by its path inside the build context."""
+    root = resources.files("rmodelpack").joinpath("runtime")
+    files: dict[str, bytes] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        for child in sorted(node.iterdir(), key=lambda c: c.name):
+            if child.name.startswith(".") or child.name == "__pycache__":
+                continue
+            if child.is_dir():
+                walk(child, f"{prefix}{child.name}/")
+            else:
+                files[f"runtime/{prefix}{child.name}"] = child.read_bytes()
+
+    walk(root, "")
+    return files
+
+
+def script_name(manifest: Manifest) -> str | None:
+    return Path(manifest.scoring.script).name if manifest.scoring.script else None
+
+
+# --- the runtime config --------------------------------------------------------------------------
+
+
+def runtime_config(manifest: Manifest, model_sha256: str) -> dict[str, Any]:
+    """The runtime's rmodelpack.json: every field present, paths as seen inside the image."""
+    script = script_name(manifest)
+    return {
+        "name": manifest.name,
+        "version": manifest.version,
+        "description": manifest.description,
+        "model": {"path": f"{IMAGE_ROOT}/model/model.rds", "sha256": model_sha256},
+        "scoring": {
+            "script": f"{IMAGE_ROOT}/app/{script}" if script else None,
+            "function": manifest.scoring.function,
+            "predict_args": manifest.scoring.predict_args,
+        },
+        "input": {
+            "columns": [column.model_dump(exclude={"description"}) for column in manifest.input.columns],
+            "max_rows": manifest.input.max_rows,
+            "extra_columns": manifest.input.extra_columns,
+        },
+        "output": manifest.output.model_dump(),
+        "runtime": manifest.runtime.model_dump(),
+        "packages": sorted(manifest.r.packages),
+    }
+
+
+# --- chart values --------------------------------------------------------------------------------
+
+
+def _drop_none(mapping: Mapping[str, Any]) -> dict[str, Any]:
+    cleaned: dict[str, Any] = {}
+    for key, value in mapping.items():
+        if isinstance(value, Mapping):
+            value = _drop_none(value)
+            if not value:
+                continue
+        if value is not None:
+            cleaned[key] = value
+    return cleaned
+
+
+def read_password(user: Any, base_dir: Path, index: int) -> str:
+    where = f"service.auth.users[{index}]"
+    if user.password_env is not None:
+        password = os.environ.get(user.password_env)
+        if not password:
+            raise RenderError(
+                f"{where}.password_env: the environment variable {user.password_env} "
+                f"(password of '{user.name}') is not set; export it before rendering"
+            )
+        return password
+    path = base_dir / user.password_file
+    try:
+        password = path.read_text(encoding="utf-8").rstrip("\r\n")
+    except OSError as exc:
+        raise RenderError(
+            f"{where}.password_file: cannot read {path} ({exc.strerror}); "
+            "create it with the password on its first line"
+        ) from exc
+    if not password:
+        raise RenderError(f"{where}.password_file: {path} is empty")
+    return password
+
+
+def htpasswd_lines(
+    manifest: Manifest, base_dir: Path, previous: Mapping[str, str]
+) -> list[str]:
+    """bcrypt htpasswd lines; an earlier hash of the same password is kept so output is stable."""
+    auth = manifest.service.auth
+    if auth is None:
+        return []
+    lines = []
+    for index, user in enumerate(auth.users):
+        password = read_password(user, base_dir, index).encode()
+        earlier = previous.get(user.name)
+        if earlier and bcrypt.checkpw(password, earlier.encode()):
+            hashed = earlier
+        else:
+            hashed = bcrypt.hashpw(password, bcrypt.gensalt(BCRYPT_ROUNDS)).decode()
+        lines.append(f"{user.name}:{hashed}")
+    return lines
+
+
+def previous_hashes(values_path: Path) -> dict[str, str]:
+    try:
+        values = yaml.safe_load(values_path.read_text(encoding="utf-8")) or {}
+        users = values.get("auth", {}).get("users", [])
+        return dict(line.split(":", 1) for line in users if ":" in line)
+    except (OSError, yaml.YAMLError, AttributeError, ValueError):
+        return {}
+
+
+def chart_values(
+    manifest: Manifest,
+    *,
+    image_tag: str,
+    model_sha256: str,
+    users: list[str],
+    predict_body: str | None,
+) -> dict[str, Any]:
+    """Values for chart/: what the manifest determines; the chart supplies every other default."""
+    service = manifest.service
+    model = manifest.model
+    runtime = manifest.runtime
+    values: dict[str, Any] = {
+        "image": {"repository": manifest.repository, "tag": image_tag},
+        "model": {
+            "name": manifest.name,
+            "version": manifest.version,
+            "sha256": model_sha256,
+            "source": model.source,
+            "url": model.url_secret
+            and {"existingSecret": model.url_secret.name, "key": model.url_secret.key},
+            "pvc": model.pvc and {"claimName": model.pvc.claim_name, "subPath": model.pvc.sub_path},
+        },
+        "server": {
+            "workers": runtime.workers if isinstance(runtime.workers, int) else None,
+            "threads": runtime.threads,
+            "timeoutSeconds": runtime.timeout_seconds,
+            "drainSeconds": runtime.drain_seconds,
+            "maxBodyBytes": runtime.max_body_bytes,
+        },
+        "ingress": {"host": service.host},
+        "tls": service.tls
+        and {
+            "enabled": service.tls.enabled,
+            "issuerRef": service.tls.issuer and service.tls.issuer.model_dump(),
+        },
+        "auth": service.auth
+        and {
+            "enabled": service.auth.enabled,
+            "realm": service.auth.realm or manifest.name,
+            "users": users or None,
+            "existingSecret": service.auth.existing_secret,
+        },
+        "autoscaling": service.autoscaling
+        and {
+            "enabled": service.autoscaling.enabled,
+            "minReplicas": service.autoscaling.min_replicas,
+            "maxReplicas": service.autoscaling.max_replicas,
+            "targetCPUUtilizationPercentage": service.autoscaling.target_cpu,
+            "targetMemoryUtilizationPercentage": service.autoscaling.target_memory,
+        },
+        "resources": service.resources and service.resources.model_dump(),
+        "tests": {"predictBody": predict_body},
+    }
+    return _drop_none(values)
+
+
+def dump_values(values: Mapping[str, Any]) -> bytes:
+    header = (
+        f"# Generated by rmodelpack {__version__} from rmodel.yaml; edit the manifest, "
+        "not this file.\n# helm upgrade --install NAME chart/ -f values.yaml\n"
+    )
+    body = yaml.safe_dump(dict(values), sort_keys=True, default_flow_style=False, width=1000)
+    return (header + body).encode()
+
+
+# --- Dockerfile ----------------------------------------------------------------------------------
+
+
+def dockerfile_context(manifest: Manifest, model_sha256: str) -> dict[str, Any]:
+    apt_packages, cran_packages = split_r_packages(manifest.r.packages)
+    labels = {
+        "io.rmodelpack.model.name": manifest.name,
+        "io.rmodelpack.model.sha256": model_sha256,
+        "io.rmodelpack.model.version": manifest.version,
+        "org.opencontainers.image.description": manifest.description,
+        "org.opencontainers.image.title": manifest.name,
+        "org.opencontainers.image.version": manifest.version,
+    }
+    return {
+        "header": f"# Generated by rmodelpack {__version__} from rmodel.yaml; "
+        "edit the manifest, not this file",
+        "base_image": manifest.base_image,
+        "flavor": manifest.image.flavor,
+        "apt_packages": sorted(set(apt_packages) | set(manifest.r.system_packages)),
+        "cran_packages": cran_packages,
+        "renv_lock": "app/renv.lock" if manifest.r.renv_lock else None,
+        "has_script": manifest.scoring.script is not None,
+        "labels": dict(sorted(labels.items())),
+        "port": manifest.runtime.port,
+        "uid": CONTAINER_UID,
+        "model_in_image": manifest.model.source == "image",
+    }
+
+
+def render_template(name: str, context: Mapping[str, Any]) -> bytes:
+    try:
+        return template_env().get_template(name).render(**context).encode()
+    except jinja2.TemplateError as exc:
+        raise RenderError(f"template {name}: {exc}") from exc
+
+
+# --- the whole output ----------------------------------------------------------------------------
+
+
+def content_hash(files: Mapping[str, bytes]) -> str:
+    """A hash of everything that goes into the image, so identical inputs give identical tags."""
+    digest = hashlib.sha256()
+    for path in sorted(files):
+        digest.update(path.encode() + b"\0" + hashlib.sha256(files[path]).digest())
+    return digest.hexdigest()
+
+
+def image_files(manifest: Manifest, base_dir: Path, model_sha256: str) -> dict[str, bytes]:
+    """Everything in the build context (values.yaml is not part of the image)."""
+    files = runtime_files()
+    config = runtime_config(manifest, model_sha256)
+    files["app/rmodelpack.json"] = (json.dumps(config, indent=2, sort_keys=True) + "\n").encode()
+    if manifest.scoring.script:
+        files[f"app/{script_name(manifest)}"] = (base_dir / manifest.scoring.script).read_bytes()
+    if manifest.r.renv_lock:
+        files["app/renv.lock"] = (base_dir / manifest.r.renv_lock).read_bytes()
+    if manifest.model.source == "image":
+        files["model/model.rds"] = (base_dir / manifest.model.path).read_bytes()
+    context = dockerfile_context(manifest, model_sha256)
+    files["Dockerfile"] = render_template("Dockerfile.j2", context)
+    files[".dockerignore"] = render_template("dockerignore.j2", context)
+    return files
+
+
+def image_tag(manifest: Manifest, files: Mapping[str, bytes]) -> str:
+    return manifest.image.tag or f"{manifest.version}-{content_hash(files)[:12]}"
+
+
+def predict_body(manifest: Manifest, base_dir: Path) -> str | None:
+    if manifest.input.example is None:
+        return None
+    path = base_dir / manifest.input.example
+    try:
+        return json.dumps(json.loads(path.read_text(encoding="utf-8")), separators=(",", ":"))
+    except (OSError, ValueError) as exc:
+        raise RenderError(f"input.example: {path} is not readable JSON ({exc})") from exc
+
+
+def render_files(
+    manifest: Manifest, base_dir: Path, *, previous_values: Path | None = None
+) -> tuple[dict[str, bytes], str, str]:
+    """Return (files, image reference, model sha256) for a validated manifest."""
+    model_sha256 = sha256_file(base_dir / manifest.model.path)
+    files = image_files(manifest, base_dir, model_sha256)
+    tag = image_tag(manifest, files)
+    previous = previous_hashes(previous_values) if previous_values else {}
+    values = chart_values(
+        manifest,
+        image_tag=tag,
+        model_sha256=model_sha256,
+        users=htpasswd_lines(manifest, base_dir, previous),
+        predict_body=predict_body(manifest, base_dir),
+    )
+    files["values.yaml"] = dump_values(values)
+    return files, f"{manifest.repository}:{tag}", model_sha256
+
+
+def write_atomically(files: Mapping[str, bytes], out_dir: Path) -> None:
+    """Replace out_dir with exactly ``files``; on any error out_dir is left as it was."""
+    out_dir = out_dir.resolve()
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        for relative, data in sorted(files.items()):
+            target = staging / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+            if relative.endswith(".sh"):
+                target.chmod(0o755)
+        _swap_in(staging, out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _swap_in(staging: Path, out_dir: Path) -> None:
+    if not out_dir.exists():
+        staging.rename(out_dir)
+        return
+    if not out_dir.is_dir():
+        raise RenderError(f"{out_dir} exists and is not a folder; choose another -o")
+    retired = out_dir.with_name(f".{out_dir.name}.old")
+    shutil.rmtree(retired, ignore_errors=True)
+    out_dir.rename(retired)
+    try:
+        staging.rename(out_dir)
+    except BaseException:
+        retired.rename(out_dir)
+        raise
+    shutil.rmtree(retired, ignore_errors=True)
+
+
+def render(manifest_path: str | Path, out_dir: str | Path) -> RenderResult:
+    """Validate the manifest and write the build context + values.yaml to out_dir."""
+    manifest, base_dir = load_manifest(manifest_path)
+    out = Path(out_dir)
+    files, image, model_sha256 = render_files(
+        manifest, base_dir, previous_values=out / "values.yaml"
+    )
+    write_atomically(files, out)
+    return RenderResult(out.resolve(), image, model_sha256, tuple(sorted(files)))

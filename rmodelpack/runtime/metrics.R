@@ -1,0 +1,115 @@
+# Prometheus metrics across forked workers. Each worker keeps its counters in memory and
+# flushes them to <run>/metrics/w<i>.rds after every request; /metrics sums the files.
+# A replacement worker starts from its predecessor's file, so counters stay monotonic.
+
+rmp_buckets <- c(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+rmp_metrics_dir <- function(run_dir) file.path(run_dir, "metrics")
+
+rmp_read_rds <- function(path) tryCatch(readRDS(path), error = function(e) NULL)
+
+rmp_new_counters <- function() {
+  list(requests = numeric(0), buckets = numeric(length(rmp_buckets) + 1), sum = 0, count = 0)
+}
+
+rmp_new_metrics <- function(run_dir, worker_id) {
+  path <- file.path(rmp_metrics_dir(run_dir), sprintf("w%d.rds", worker_id))
+  metrics <- new.env(parent = emptyenv())
+  metrics$path <- path
+  metrics$counters <- rmp_read_rds(path) %||% rmp_new_counters()
+  metrics
+}
+
+`%||%` <- function(x, y) if (is.null(x)) y else x
+
+rmp_record <- function(metrics, route, method, status, seconds) {
+  key <- paste(route, method, status, sep = "\t")
+  counters <- metrics$counters
+  counters$requests[[key]] <- (if (is.na(counters$requests[key])) 0 else counters$requests[[key]]) + 1
+  bucket <- findInterval(seconds, rmp_buckets, left.open = TRUE) + 1L
+  counters$buckets[[bucket]] <- counters$buckets[[bucket]] + 1
+  counters$sum <- counters$sum + seconds
+  counters$count <- counters$count + 1
+  metrics$counters <- counters
+  rmp_flush(metrics)
+}
+
+rmp_flush <- function(metrics) {
+  tmp <- paste0(metrics$path, ".tmp")
+  saveRDS(metrics$counters, tmp, compress = FALSE)
+  file.rename(tmp, metrics$path)
+}
+
+rmp_write_supervisor_metrics <- function(run_dir, values) {
+  path <- file.path(rmp_metrics_dir(run_dir), "supervisor.rds")
+  saveRDS(values, paste0(path, ".tmp"), compress = FALSE)
+  file.rename(paste0(path, ".tmp"), path)
+}
+
+rmp_sum_counters <- function(run_dir) {
+  files <- list.files(rmp_metrics_dir(run_dir), pattern = "^w[0-9]+\\.rds$", full.names = TRUE)
+  total <- rmp_new_counters()
+  for (counters in Filter(Negate(is.null), lapply(files, rmp_read_rds))) {
+    for (key in names(counters$requests)) {
+      previous <- if (is.na(total$requests[key])) 0 else total$requests[[key]]
+      total$requests[[key]] <- previous + counters$requests[[key]]
+    }
+    total$buckets <- total$buckets + counters$buckets
+    total$sum <- total$sum + counters$sum
+    total$count <- total$count + counters$count
+  }
+  total
+}
+
+rmp_metric_header <- function(name, type, help) {
+  c(sprintf("# HELP %s %s", name, help), sprintf("# TYPE %s %s", name, type))
+}
+
+rmp_format_number <- function(x) format(x, scientific = FALSE, digits = 15, trim = TRUE)
+
+rmp_requests_lines <- function(requests) {
+  keys <- sort(names(requests))
+  parts <- strsplit(keys, "\t", fixed = TRUE)
+  c(
+    rmp_metric_header("rmp_requests_total", "counter",
+                      "Requests answered by the R workers, by route, method and status."),
+    vapply(seq_along(keys), function(i) sprintf(
+      "rmp_requests_total{route=\"%s\",method=\"%s\",status=\"%s\"} %s",
+      parts[[i]][[1]], parts[[i]][[2]], parts[[i]][[3]], rmp_format_number(requests[[keys[[i]]]])
+    ), "")
+  )
+}
+
+rmp_histogram_lines <- function(counters) {
+  name <- "rmp_request_duration_seconds"
+  cumulative <- cumsum(counters$buckets)
+  les <- c(rmp_format_number(rmp_buckets), "+Inf")
+  c(
+    rmp_metric_header(name, "histogram", "Time the R workers spent on a request."),
+    sprintf("%s_bucket{le=\"%s\"} %s", name, les, rmp_format_number(cumulative)),
+    sprintf("%s_sum %s", name, rmp_format_number(counters$sum)),
+    sprintf("%s_count %s", name, rmp_format_number(counters$count))
+  )
+}
+
+rmp_gauge_lines <- function(name, type, help, value) {
+  c(rmp_metric_header(name, type, help), sprintf("%s %s", name, rmp_format_number(value)))
+}
+
+rmp_metrics_text <- function(run_dir, in_flight) {
+  counters <- rmp_sum_counters(run_dir)
+  supervisor <- rmp_read_rds(file.path(rmp_metrics_dir(run_dir), "supervisor.rds")) %||%
+    list(restarts = 0, model_load_seconds = NA, workers = NA)
+  lines <- c(
+    rmp_requests_lines(counters$requests),
+    rmp_histogram_lines(counters),
+    rmp_gauge_lines("rmp_in_flight_requests", "gauge",
+                    "Requests nginx is processing right now, this scrape excluded.", in_flight),
+    rmp_gauge_lines("rmp_worker_restarts_total", "counter",
+                    "R workers replaced after they died.", supervisor$restarts),
+    rmp_gauge_lines("rmp_model_load_seconds", "gauge",
+                    "Seconds the supervisor took to read the model.", supervisor$model_load_seconds),
+    rmp_gauge_lines("rmp_workers", "gauge", "Configured R worker processes.", supervisor$workers)
+  )
+  paste0(paste(lines, collapse = "\n"), "\n")
+}

@@ -1,0 +1,62 @@
+"""Run the scoring server locally: natively (R + nginx on this machine) or in docker."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+from pathlib import Path
+from types import FrameType
+
+from rmodelpack.exceptions import ToolNotFound
+from rmodelpack.render import RenderResult
+
+
+def native_tools_missing() -> list[str]:
+    missing = [tool for tool in ("Rscript", "bash") if shutil.which(tool) is None]
+    if shutil.which("nginx") is None and not Path("/usr/sbin/nginx").exists():
+        missing.append("nginx")
+    return missing
+
+
+def native_environment(rendered: RenderResult, port: int, tmpdir: Path) -> dict[str, str]:
+    """Point the runtime at the rendered files instead of the in-image paths."""
+    out = rendered.out_dir
+    env = dict(os.environ)
+    env.update(
+        RMP_CONFIG=str(out / "app" / "rmodelpack.json"),
+        RMP_PORT=str(port),
+        RMP_TMPDIR=str(tmpdir),
+    )
+    if (out / "model" / "model.rds").is_file():
+        env["RMP_MODEL_PATH"] = str(out / "model" / "model.rds")
+    scripts = [p for p in (out / "app").iterdir() if p.suffix in (".R", ".r")]
+    if scripts:
+        env["RMP_SCRIPT_PATH"] = str(scripts[0])
+    return env
+
+
+def serve_native(rendered: RenderResult, port: int) -> int:
+    """Run runtime/entrypoint.sh in the foreground until it exits or we are interrupted."""
+    missing = native_tools_missing()
+    if missing:
+        raise ToolNotFound(
+            f"serving natively needs {', '.join(missing)}; install them "
+            "(Debian: apt-get install r-base-core r-cran-plumber nginx-light) or use --docker"
+        )
+    with tempfile.TemporaryDirectory(prefix="rmodelpack-serve-") as tmp:
+        env = native_environment(rendered, port, Path(tmp))
+        entrypoint = rendered.out_dir / "runtime" / "entrypoint.sh"
+        process = subprocess.Popen(["bash", str(entrypoint)], env=env)
+
+        def forward(signum: int, _frame: FrameType | None) -> None:
+            process.send_signal(signal.SIGTERM if signum == signal.SIGINT else signum)
+
+        previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            return process.wait()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
