@@ -64,7 +64,9 @@ def cmd_init(args: argparse.Namespace) -> int:
     from rmodelpack.init import init_manifest
 
     written = init_manifest(
-        Path(args.model), data=Path(args.data) if args.data else None, name=args.name,
+        Path(args.model),
+        data=Path(args.data) if args.data else None,
+        name=args.name,
         force=args.force,
     )
     for path in written:

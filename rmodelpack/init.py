@@ -68,7 +68,9 @@ def init_manifest(
     model: Path, *, data: Path | None = None, name: str | None = None, force: bool = False
 ) -> list[Path]:
     if not model.is_file():
-        raise UsageError(f"{model} does not exist; save your model with saveRDS(model, 'model.rds')")
+        raise UsageError(
+            f"{model} does not exist; save your model with saveRDS(model, 'model.rds')"
+        )
     folder = model.resolve().parent
     targets = [folder / MANIFEST_FILENAME, folder / "score.R"]
     existing = [t for t in targets if t.exists()]

@@ -175,9 +175,7 @@ class Column(Strict):
                 "remove min/max or change the type",
             )
         if self.min is not None and self.max is not None and self.min > self.max:
-            raise _problem(
-                "bad_bounds", f"min ({self.min}) is above max ({self.max})", "swap them"
-            )
+            raise _problem("bad_bounds", f"min ({self.min}) is above max ({self.max})", "swap them")
         if self.type == "factor" and not self.levels:
             raise _problem(
                 "missing_levels",
@@ -185,9 +183,7 @@ class Column(Strict):
                 "list them, e.g. levels: [setosa, versicolor, virginica] (levels(df$col) in R)",
             )
         if self.levels is not None and self.type != "factor":
-            raise _problem(
-                "bad_levels", "levels apply to factor columns only", "use type: factor"
-            )
+            raise _problem("bad_levels", "levels apply to factor columns only", "use type: factor")
         if self.allowed is not None and self.type != "string":
             raise _problem(
                 "bad_allowed",
@@ -308,7 +304,9 @@ class RuntimeSpec(Strict):
     @field_validator("workers", mode="before")
     @classmethod
     def _auto_or_count(cls, value: Any) -> Any:
-        if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 64):
+        if value == "auto" or (
+            isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 64
+        ):
             return value
         raise _problem(
             "bad_workers",
@@ -470,7 +468,7 @@ class Manifest(Strict):
             raise _problem(
                 "version_not_text",
                 f"version {value!r} was read as a number",
-                f"quote it: version: \"{value}\"",
+                f'quote it: version: "{value}"',
             )
         return value
 
@@ -509,9 +507,7 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
             continue
         if not (isinstance(current, type) and issubclass(current, BaseModel)):
             return None
-        field = next(
-            (f for n, f in current.model_fields.items() if step in (n, f.alias)), None
-        )
+        field = next((f for n, f in current.model_fields.items() if step in (n, f.alias)), None)
         if field is None:
             return None
         current = _unwrap(field.annotation)
@@ -615,7 +611,11 @@ def load_manifest(path: str | Path) -> tuple[Manifest, Path]:
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
         raise ManifestError(
             str(manifest_path),
-            [Problem(where, f"is not valid YAML: {getattr(exc, 'problem', exc)}", "fix the syntax")],
+            [
+                Problem(
+                    where, f"is not valid YAML: {getattr(exc, 'problem', exc)}", "fix the syntax"
+                )
+            ],
         ) from exc
     base_dir = manifest_path.parent.resolve()
     return parse_manifest(data, source=str(manifest_path), base_dir=base_dir), base_dir

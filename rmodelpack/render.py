@@ -31,8 +31,24 @@ IMAGE_ROOT = "/opt/rmodelpack"
 CONTAINER_UID = 10001
 # R packages that the base image already carries, or that ship with R itself.
 PROVIDED_R_PACKAGES = frozenset(
-    {"plumber", "jsonlite", "base", "compiler", "datasets", "graphics", "grDevices", "grid",
-     "methods", "parallel", "splines", "stats", "stats4", "tcltk", "tools", "utils"}
+    {
+        "plumber",
+        "jsonlite",
+        "base",
+        "compiler",
+        "datasets",
+        "graphics",
+        "grDevices",
+        "grid",
+        "methods",
+        "parallel",
+        "splines",
+        "stats",
+        "stats4",
+        "tcltk",
+        "tools",
+        "utils",
+    }
 )
 BCRYPT_ROUNDS = 12
 
@@ -54,8 +70,6 @@ def template_env() -> jinja2.Environment:
         loader=jinja2.PackageLoader("rmodelpack", "templates"),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
         autoescape=False,
     )
 
@@ -133,7 +147,9 @@ def runtime_config(manifest: Manifest, model_sha256: str) -> dict[str, Any]:
             "predict_args": manifest.scoring.predict_args,
         },
         "input": {
-            "columns": [column.model_dump(exclude={"description"}) for column in manifest.input.columns],
+            "columns": [
+                column.model_dump(exclude={"description"}) for column in manifest.input.columns
+            ],
             "max_rows": manifest.input.max_rows,
             "extra_columns": manifest.input.extra_columns,
         },
@@ -181,9 +197,7 @@ def read_password(user: Any, base_dir: Path, index: int) -> str:
     return password
 
 
-def htpasswd_lines(
-    manifest: Manifest, base_dir: Path, previous: Mapping[str, str]
-) -> list[str]:
+def htpasswd_lines(manifest: Manifest, base_dir: Path, previous: Mapping[str, str]) -> list[str]:
     """bcrypt htpasswd lines; an earlier hash of the same password is kept so output is stable."""
     auth = manifest.service.auth
     if auth is None:

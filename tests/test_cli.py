@@ -69,8 +69,15 @@ def test_validate_lists_every_problem_with_exit_2(tmp_path: Path):
     )
     result = rmodelpack("validate", str(tmp_path))
     assert result.returncode == 2
-    for fragment in ("5 problems", "name:", "version:", "modle:", "did you mean 'model'?",
-                     "model: is required", "input: is required"):
+    for fragment in (
+        "5 problems",
+        "name:",
+        "version:",
+        "modle:",
+        "did you mean 'model'?",
+        "model: is required",
+        "input: is required",
+    ):
         assert fragment in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
 
@@ -85,8 +92,14 @@ def test_render_writes_context_and_values(boston_env, tmp_path: Path):
     result = rmodelpack("render", str(BOSTON), "-o", str(tmp_path / "out"), env=boston_env)
     assert result.returncode == 0, result.stderr
     out = tmp_path / "out"
-    for name in ("Dockerfile", ".dockerignore", "app/rmodelpack.json", "model/model.rds",
-                 "values.yaml", "runtime/entrypoint.sh"):
+    for name in (
+        "Dockerfile",
+        ".dockerignore",
+        "app/rmodelpack.json",
+        "model/model.rds",
+        "values.yaml",
+        "runtime/entrypoint.sh",
+    ):
         assert (out / name).is_file(), name
     values = yaml.safe_load((out / "values.yaml").read_text())
     assert values["image"]["repository"] == "127.0.0.1:5000/models/boston-rf"
@@ -98,7 +111,10 @@ def test_render_without_password_is_exit_2_and_writes_nothing(boston_env, tmp_pa
     env = {k: v for k, v in os.environ.items() if k != "BOSTON_SCORER_PASSWORD"}
     result = subprocess.run(
         [sys.executable, "-m", "rmodelpack", "render", str(BOSTON), "-o", str(tmp_path / "o")],
-        capture_output=True, text=True, env=env, cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO_ROOT,
     )
     assert result.returncode == 1
     assert "BOSTON_SCORER_PASSWORD" in result.stderr
@@ -114,8 +130,21 @@ def test_init_scaffolds_a_valid_manifest(tmp_path: Path, boston_env):
     assert result.returncode == 0, result.stderr
     manifest = yaml.safe_load((tmp_path / "rmodel.yaml").read_text())
     names = [c["name"] for c in manifest["input"]["columns"]]
-    assert names == ["crim", "zn", "indus", "chas", "nox", "rm", "age", "dis", "rad", "tax",
-                     "ptratio", "black", "lstat"]
+    assert names == [
+        "crim",
+        "zn",
+        "indus",
+        "chas",
+        "nox",
+        "rm",
+        "age",
+        "dis",
+        "rad",
+        "tax",
+        "ptratio",
+        "black",
+        "lstat",
+    ]
     assert manifest["r"]["packages"] == ["randomForest"]
     assert (tmp_path / "score.R").is_file()
     assert rmodelpack("validate", str(tmp_path)).returncode == 0
@@ -133,7 +162,10 @@ def test_init_from_sample_data_keeps_factor_levels(tmp_path: Path):
     subprocess.run([rscript, "-e", code], cwd=tmp_path, check=True, capture_output=True)
     result = rmodelpack("init", str(tmp_path / "model.rds"), "--data", str(tmp_path / "sample.csv"))
     assert result.returncode == 0, result.stderr
-    columns = {c["name"]: c for c in yaml.safe_load((tmp_path / "rmodel.yaml").read_text())["input"]["columns"]}
+    columns = {
+        c["name"]: c
+        for c in yaml.safe_load((tmp_path / "rmodel.yaml").read_text())["input"]["columns"]
+    }
     assert columns["Species"]["type"] == "factor"
     assert columns["Species"]["levels"] == ["setosa", "versicolor", "virginica"]
     assert columns["Sepal.Length"]["type"] == "number"
@@ -142,7 +174,10 @@ def test_init_from_sample_data_keeps_factor_levels(tmp_path: Path):
 
 def test_deploy_without_helm_is_a_clear_exit_1(boston_env, tmp_path: Path):
     result = rmodelpack(
-        "deploy", str(BOSTON), "-o", str(tmp_path / "out"),
+        "deploy",
+        str(BOSTON),
+        "-o",
+        str(tmp_path / "out"),
         env={**boston_env, "RMODELPACK_HELM": "helm-that-does-not-exist"},
     )
     assert result.returncode == 1

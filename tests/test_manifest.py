@@ -12,7 +12,9 @@ import yaml
 from rmodelpack.exceptions import ManifestError
 from rmodelpack.manifest import load_manifest, manifest_json_schema, parse_manifest
 
-EXAMPLES = sorted(p.parent for p in (Path(__file__).parent.parent / "examples").glob("*/rmodel.yaml"))
+EXAMPLES = sorted(
+    p.parent for p in (Path(__file__).parent.parent / "examples").glob("*/rmodel.yaml")
+)
 
 MINIMAL = {
     "apiVersion": "rmodelpack/v1",
@@ -127,7 +129,11 @@ def test_many_mistakes_are_reported_together(model_dir: Path):
             "min/max apply to number and integer",
         ),
         (
-            {"input": {"columns": [{"name": "x", "type": "number"}, {"name": "x", "type": "number"}]}},
+            {
+                "input": {
+                    "columns": [{"name": "x", "type": "number"}, {"name": "x", "type": "number"}]
+                }
+            },
             "input.columns",
             "listed twice",
         ),

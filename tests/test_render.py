@@ -50,7 +50,9 @@ def redact(text: str) -> str:
 
 
 @pytest.mark.parametrize("folder", EXAMPLES, ids=lambda p: p.name)
-@pytest.mark.parametrize("name", ["Dockerfile", "values.yaml", ".dockerignore", "app/rmodelpack.json"])
+@pytest.mark.parametrize(
+    "name", ["Dockerfile", "values.yaml", ".dockerignore", "app/rmodelpack.json"]
+)
 def test_golden_files(folder: Path, name: str, tmp_path: Path):
     result = render(trained(folder), tmp_path / "out")
     actual = redact((result.out_dir / name).read_text())
@@ -82,7 +84,7 @@ def test_rendering_twice_is_byte_identical(folder: Path, tmp_path: Path):
 def test_image_tag_is_a_content_hash(tmp_path: Path):
     folder = trained(EXAMPLES_DIR / "boston-rf")
     manifest, base_dir = load_manifest(folder)
-    files, image, sha = render_files(manifest, base_dir)
+    files, image, _sha = render_files(manifest, base_dir)
     assert image.startswith("127.0.0.1:5000/models/boston-rf:1.0.0-")
     image_only = {k: v for k, v in files.items() if k != "values.yaml"}
     assert image.endswith(content_hash(image_only)[:12])
@@ -125,14 +127,31 @@ def test_runtime_config_carries_every_runtime_field(tmp_path: Path):
     folder = trained(EXAMPLES_DIR / "boston-rf")
     result = render(folder, tmp_path / "out")
     config = json.loads((result.out_dir / "app" / "rmodelpack.json").read_text())
-    assert set(config) == {"name", "version", "description", "model", "scoring", "input",
-                           "output", "runtime", "packages"}
-    assert set(config["runtime"]) == {"workers", "threads", "max_body_bytes", "timeout_seconds",
-                                      "drain_seconds", "port"}
+    assert set(config) == {
+        "name",
+        "version",
+        "description",
+        "model",
+        "scoring",
+        "input",
+        "output",
+        "runtime",
+        "packages",
+    }
+    assert set(config["runtime"]) == {
+        "workers",
+        "threads",
+        "max_body_bytes",
+        "timeout_seconds",
+        "drain_seconds",
+        "port",
+    }
     assert config["model"]["path"] == "/opt/rmodelpack/model/model.rds"
     assert len(config["model"]["sha256"]) == 64
-    assert all({"name", "type", "required", "min", "max", "levels", "allowed"} == set(c)
-               for c in config["input"]["columns"])
+    assert all(
+        {"name", "type", "required", "min", "max", "levels", "allowed"} == set(c)
+        for c in config["input"]["columns"]
+    )
 
 
 def test_r_packages_map_to_debian_when_debian_has_them():
@@ -170,8 +189,11 @@ def test_render_error_leaves_the_output_folder_as_it_was(tmp_path: Path, monkeyp
 def test_url_source_keeps_the_model_out_of_the_image(tmp_path: Path):
     folder = trained(EXAMPLES_DIR / "boston-rf")
     data = yaml.safe_load((folder / "rmodel.yaml").read_text())
-    data["model"] = {"path": "model.rds", "source": "url",
-                     "url_secret": {"name": "boston-model-url", "key": "url"}}
+    data["model"] = {
+        "path": "model.rds",
+        "source": "url",
+        "url_secret": {"name": "boston-model-url", "key": "url"},
+    }
     manifest = parse_manifest(data, source="m", base_dir=folder)
     files, _, sha = render_files(manifest, folder)
     assert "model/model.rds" not in files

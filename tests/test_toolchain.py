@@ -40,7 +40,7 @@ def test_offline_base_image_runs(docker_client):
     output = docker_client.containers.run(
         "debian:bookworm-slim", ["cat", "/etc/os-release"], remove=True
     ).decode()
-    assert 'VERSION_CODENAME=bookworm' in output
+    assert "VERSION_CODENAME=bookworm" in output
 
 
 @pytest.mark.docker

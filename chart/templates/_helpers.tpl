@@ -183,6 +183,12 @@ reported at once.
 {{- if and $v.ingress.enabled (not $v.ingress.host) }}
 {{- $messages = append $messages "ingress.enabled needs ingress.host" }}
 {{- end }}
+{{- /* The offending line is never echoed: it may hold a plaintext password. */}}
+{{- range $i, $line := $v.auth.users }}
+{{- if not (regexMatch "^[^:\\s]+:\\$2[abxy]\\$[0-9]{2}\\$[./A-Za-z0-9]{53}$" $line) }}
+{{- $messages = append $messages (printf "auth.users[%d] is not an htpasswd line with a bcrypt hash (name:$2y$...); plaintext passwords are refused" $i) }}
+{{- end }}
+{{- end }}
 {{- if and $v.auth.enabled (not $v.auth.existingSecret) (not $v.auth.users) }}
 {{- $messages = append $messages "auth.enabled needs auth.users (bcrypt htpasswd lines) or auth.existingSecret" }}
 {{- end }}

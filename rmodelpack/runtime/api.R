@@ -166,11 +166,22 @@ rmp_router <- function(ctx) {
 
 rmp_now <- function() as.numeric(Sys.time())
 
+# plumber answers a known path with the wrong method itself, in its own error shape.
+rmp_fix_405 <- function(req, response) {
+  if (response$status == 405L) {
+    response$headers[["Content-Type"]] <- "application/json"
+    response$body <- rmp_error_json(405L, "method_not_allowed", sprintf(
+      "%s is not allowed on %s", req$REQUEST_METHOD, req$PATH_INFO
+    ), rmp_request_id(req))
+  }
+  response
+}
+
 # The httpuv app: plumber answers, this wrapper counts every answer for /metrics.
 rmp_app <- function(pr, metrics) {
   list(call = function(req) {
     started <- rmp_now()
-    response <- pr$call(req)
+    response <- rmp_fix_405(req, pr$call(req))
     rmp_record(metrics, rmp_route_label(req$PATH_INFO), req$REQUEST_METHOD,
                response$status, rmp_now() - started)
     response

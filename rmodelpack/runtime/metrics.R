@@ -65,7 +65,9 @@ rmp_metric_header <- function(name, type, help) {
   c(sprintf("# HELP %s %s", name, help), sprintf("# TYPE %s %s", name, type))
 }
 
-rmp_format_number <- function(x) format(x, scientific = FALSE, digits = 15, trim = TRUE)
+rmp_format_number <- function(x) {
+  vapply(x, function(v) format(v, scientific = FALSE, digits = 15, trim = TRUE), "")
+}
 
 rmp_requests_lines <- function(requests) {
   keys <- sort(names(requests))
@@ -83,7 +85,7 @@ rmp_requests_lines <- function(requests) {
 rmp_histogram_lines <- function(counters) {
   name <- "rmp_request_duration_seconds"
   cumulative <- cumsum(counters$buckets)
-  les <- c(rmp_format_number(rmp_buckets), "+Inf")
+  les <- c(as.character(rmp_buckets), "+Inf")
   c(
     rmp_metric_header(name, "histogram", "Time the R workers spent on a request."),
     sprintf("%s_bucket{le=\"%s\"} %s", name, les, rmp_format_number(cumulative)),

@@ -2,7 +2,7 @@
 
 rmp_package_versions <- function(packages) {
   names <- unique(c(unlist(packages), "plumber", "httpuv", "jsonlite"))
-  stats::setNames(lapply(names, function(p) as.character(utils::packageVersion(p))), names)
+  stats::setNames(lapply(names, function(p) utils::packageDescription(p)$Version), names)
 }
 
 rmp_metadata <- function(ctx) {

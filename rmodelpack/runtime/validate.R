@@ -133,7 +133,11 @@ rmp_make_validator <- function(input) {
     names(out) <- vapply(columns, function(column) column$name, "")
     raw_rows <- NULL
     for (column in columns) {
-      x <- if (column$name %in% names(df)) df[[column$name]] else rep(NA, n)
+      if (!(column$name %in% names(df))) {
+        if (!isTRUE(column$required)) out[[column$name]] <- rmp_cast_column(rep(NA, n), column)
+        next
+      }
+      x <- df[[column$name]]
       if (!rmp_column_class_ok(x, column$type)) {
         if (is.null(raw_rows)) raw_rows <- rmp_raw_rows(body_raw, key)
         details <- c(details, rmp_type_details(raw_rows, column))

@@ -1,0 +1,328 @@
+"""Build the base and model images with the docker SDK, and push them to a registry.
+
+The build context goes to the engine as an in-memory tar with normalised owners, modes and
+times, so the same rendered files always give the same context and docker's layer cache stays
+warm across rebuilds (the repo2docker approach). Library code: it reports progress through an
+optional callback and raises ``BuildError``/``PushError``; it never prints or exits.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import tarfile
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rmodelpack import __version__
+from rmodelpack.exceptions import BuildError, PushError, RmodelpackError
+
+Progress = Callable[[str], None] | None
+
+BASE_IMAGES_DIR = Path(__file__).resolve().parent.parent / "base-images"
+BASE_IMAGE_TAGS = {
+    "debian": "rmodelpack/r-base:bookworm",
+    "rocker": "rmodelpack/r-base:rocker-4.4.1",
+}
+# Every file in the context gets these, whoever rendered it and whenever.
+CONTEXT_MTIME = 0
+LOG_TAIL_LINES = 30
+
+_STEP_LINE = re.compile(r"^Step (\d+)/\d+ : (.*)$")
+_BUILT_LINE = re.compile(r"^Successfully built ([0-9a-f]+)$")
+
+
+@dataclass(frozen=True)
+class BuildStep:
+    """One Dockerfile instruction as the engine ran it."""
+
+    number: int
+    instruction: str
+    cached: bool
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """What a finished build produced: the image, its tag, and how each step went."""
+
+    image_id: str
+    tag: str
+    steps: tuple[BuildStep, ...]
+
+    @property
+    def rebuilt_steps(self) -> tuple[BuildStep, ...]:
+        """Steps that ran instead of coming from the cache (FROM never counts as either)."""
+        return tuple(
+            step for step in self.steps if not step.cached and not _is_from(step.instruction)
+        )
+
+
+def build_base_image(
+    flavor: str = "debian", *, client: Any = None, on_progress: Progress = None
+) -> str:
+    """Build the base image of ``flavor`` from ``base-images/<flavor>/``; return its tag."""
+    if flavor not in BASE_IMAGE_TAGS:
+        known = ", ".join(sorted(BASE_IMAGE_TAGS))
+        raise BuildError(f"unknown base image flavour {flavor!r}; known flavours: {known}")
+    context_dir = BASE_IMAGES_DIR / flavor
+    if not (context_dir / "Dockerfile").is_file():
+        raise BuildError(
+            f"{context_dir / 'Dockerfile'} is missing; the base images are built from a checkout "
+            "of the rmodelpack repository"
+        )
+    tag = BASE_IMAGE_TAGS[flavor]
+    build_image(
+        context_dir,
+        tag,
+        client=client,
+        on_progress=on_progress,
+        buildargs={"VERSION": __version__},
+    )
+    return tag
+
+
+def build_image(
+    context_dir: Path,
+    tag: str,
+    *,
+    client: Any = None,
+    on_progress: Progress = None,
+    labels: dict[str, str] | None = None,
+    buildargs: dict[str, str] | None = None,
+) -> BuildResult:
+    """Build ``context_dir`` (a rendered context with a Dockerfile) into an image tagged ``tag``."""
+    context_dir = Path(context_dir)
+    if not (context_dir / "Dockerfile").is_file():
+        raise BuildError(f"{context_dir} has no Dockerfile; render the manifest first")
+    docker_client = _connect(client, BuildError)
+    context = context_tar(context_dir)
+    try:
+        chunks = docker_client.api.build(
+            fileobj=context,
+            custom_context=True,
+            tag=tag,
+            labels=labels,
+            buildargs=buildargs,
+            rm=True,
+            forcerm=True,
+            decode=True,
+        )
+        return _follow_build(chunks, tag, on_progress)
+    except _docker_errors() as exc:
+        raise BuildError(f"docker build of {tag} failed: {_explain(exc)}") from exc
+
+
+def push_image(ref: str, *, client: Any = None, on_progress: Progress = None) -> str:
+    """Push ``ref`` (``registry/repository:tag``); return the pushed ``repository@sha256:…``."""
+    from docker.utils import parse_repository_tag
+
+    repository, tag = parse_repository_tag(ref)
+    tag = tag or "latest"
+    registry = registry_of(repository)
+    docker_client = _connect(client, PushError)
+    try:
+        # No auth_config: the SDK reads the docker config (docker login / az acr login).
+        chunks = docker_client.api.push(repository, tag=tag, stream=True, decode=True)
+        digest = _follow_push(chunks, on_progress)
+    except _docker_errors() as exc:
+        raise PushError(_push_failure(ref, registry, _explain(exc))) from exc
+    except _PushFailed as failure:
+        raise PushError(_push_failure(ref, registry, str(failure))) from None
+    if digest is None:
+        raise PushError(f"pushing {ref} to {registry} reported no digest")
+    return f"{repository}@{digest}"
+
+
+def registry_of(repository: str) -> str:
+    """The registry host of an image repository name (docker.io when it names none)."""
+    first, _, rest = repository.partition("/")
+    if rest and ("." in first or ":" in first or first == "localhost"):
+        return first
+    return "docker.io"
+
+
+def context_tar(context_dir: Path) -> io.BytesIO:
+    """The build context as an uncompressed tar in memory, honouring ``.dockerignore``."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        for relative in context_files(context_dir):
+            _add_normalised(archive, context_dir, relative)
+    buffer.seek(0)
+    return buffer
+
+
+def context_files(context_dir: Path) -> list[str]:
+    """Sorted relative paths that go into the context: everything .dockerignore lets through."""
+    from docker.utils.build import exclude_paths
+
+    return sorted(exclude_paths(str(context_dir), dockerignore_patterns(context_dir)))
+
+
+def dockerignore_patterns(context_dir: Path) -> list[str]:
+    """The patterns of ``.dockerignore``, read the way the docker CLI and SDK read them."""
+    ignore_file = context_dir / ".dockerignore"
+    if not ignore_file.is_file():
+        return []
+    lines = (line.strip() for line in ignore_file.read_text(encoding="utf-8").splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def _add_normalised(archive: tarfile.TarFile, root: Path, relative: str) -> None:
+    path = root / relative
+    info = archive.gettarinfo(str(path), arcname=relative)
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    info.mtime = CONTEXT_MTIME
+    if info.isdir() or info.mode & 0o111:
+        info.mode = 0o755
+    elif info.issym():
+        info.mode = 0o777
+    else:
+        info.mode = 0o644
+    if info.isfile():
+        with path.open("rb") as content:
+            archive.addfile(info, content)
+    else:
+        archive.addfile(info)
+
+
+def _follow_build(chunks: Iterable[dict[str, Any]], tag: str, on_progress: Progress) -> BuildResult:
+    log = _BuildLog(on_progress)
+    for chunk in chunks:
+        if "error" in chunk or "errorDetail" in chunk:
+            log.flush()
+            raise BuildError(_build_failure(tag, _chunk_error(chunk), log.tail))
+        if "ID" in chunk.get("aux", {}):
+            log.image_id = chunk["aux"]["ID"]
+        log.feed(chunk.get("stream", ""))
+    log.flush()
+    if not log.image_id:
+        raise BuildError(_build_failure(tag, "the engine reported no image id", log.tail))
+    return BuildResult(image_id=log.image_id, tag=tag, steps=tuple(log.steps))
+
+
+class _BuildLog:
+    """Turns the engine's stream fragments into lines, steps and the image id."""
+
+    def __init__(self, on_progress: Progress):
+        self.on_progress = on_progress
+        self.steps: list[BuildStep] = []
+        self.tail: deque[str] = deque(maxlen=LOG_TAIL_LINES)
+        self.image_id = ""
+        self._pending = ""
+
+    def feed(self, text: str) -> None:
+        *complete, self._pending = (self._pending + text).split("\n")
+        for line in complete:
+            self._line(line.rstrip())
+
+    def flush(self) -> None:
+        self.feed("\n")
+
+    def _line(self, line: str) -> None:
+        if not line.strip():
+            return
+        self.tail.append(line)
+        if self.on_progress is not None:
+            self.on_progress(line)
+        step = _STEP_LINE.match(line)
+        if step:
+            self.steps.append(BuildStep(int(step.group(1)), step.group(2), cached=False))
+        elif line.strip() == "---> Using cache" and self.steps:
+            last = self.steps[-1]
+            self.steps[-1] = BuildStep(last.number, last.instruction, cached=True)
+        built = _BUILT_LINE.match(line.strip())
+        if built and not self.image_id:
+            self.image_id = built.group(1)
+
+
+def _chunk_error(chunk: dict[str, Any]) -> str:
+    message = chunk.get("error") or chunk.get("errorDetail", {}).get("message", "")
+    return str(message).strip()
+
+
+def _build_failure(tag: str, message: str, tail: Iterable[str]) -> str:
+    text = f"docker build of {tag} failed: {message}"
+    lines = list(tail)
+    if lines:
+        text += "\nlast build output:\n" + "\n".join(f"  {line}" for line in lines)
+    if "pull access denied for rmodelpack/r-base" in message or (
+        "rmodelpack/r-base" in message and "not found" in message
+    ):
+        text += "\nbuild the base image first: rmodelpack.build.build_base_image()"
+    return text
+
+
+class _PushFailed(Exception):
+    """An error chunk in the push stream (turned into PushError with the registry named)."""
+
+
+def _follow_push(chunks: Iterable[dict[str, Any]], on_progress: Progress) -> str | None:
+    digest = None
+    for chunk in chunks:
+        if "error" in chunk or "errorDetail" in chunk:
+            raise _PushFailed(_chunk_error(chunk))
+        if "aux" in chunk and "Digest" in chunk["aux"]:
+            digest = chunk["aux"]["Digest"]
+        status = chunk.get("status")
+        if status and on_progress is not None and "progressDetail" not in chunk:
+            on_progress(f"{chunk['id']}: {status}" if "id" in chunk else status)
+    return digest
+
+
+def _push_failure(ref: str, registry: str, message: str) -> str:
+    lowered = message.lower()
+    if "does not exist locally" in lowered or "no such image" in lowered:
+        return f"cannot push {ref}: there is no local image with that name; build it first"
+    login = f"log in first: az acr login --name {_acr_name(registry)}" + (
+        f" (Azure Container Registry) or docker login {registry}"
+    )
+    if any(word in lowered for word in ("unauthorized", "denied", "authentication required")):
+        return f"registry {registry} refused {ref} (not logged in?): {message}\n{login}"
+    unreachable = ("connection refused", "no such host", "timeout", "dial tcp", "connect:")
+    if any(word in lowered for word in unreachable):
+        return (
+            f"registry {registry} cannot be reached while pushing {ref}: {message}\n"
+            f"check the registry address in image.repository, then {login}"
+        )
+    return f"pushing {ref} to {registry} failed: {message}\n{login}"
+
+
+def _acr_name(registry: str) -> str:
+    host = registry.split(":")[0]
+    return host.split(".")[0] if host.endswith(".azurecr.io") else "<registry-name>"
+
+
+def _connect(client: Any, error: type[RmodelpackError]) -> Any:
+    if client is not None:
+        return client
+    import docker
+
+    try:
+        connected = docker.from_env()
+        connected.ping()
+    except _docker_errors() as exc:
+        raise error(
+            f"cannot reach the Docker engine ({_explain(exc)}); is dockerd running? "
+            "(here: bash ci/setup.sh)"
+        ) from exc
+    return connected
+
+
+def _docker_errors() -> tuple[type[Exception], ...]:
+    import docker.errors
+    import requests.exceptions
+
+    return (docker.errors.DockerException, requests.exceptions.RequestException)
+
+
+def _explain(exc: Exception) -> str:
+    explanation = getattr(exc, "explanation", None)
+    return str(explanation or exc)
+
+
+def _is_from(instruction: str) -> bool:
+    return instruction.upper().startswith("FROM ")

@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# rmodelpack's server entry point (PID 1's child under tini in the image; run directly natively).
+# Starts the R supervisor (model once, forked workers), then nginx in front of the workers.
+# SIGTERM: /readyz turns 503 at once, requests keep being served for RMP_DRAIN seconds (so load
+# balancers can notice), then nginx quits gracefully (in-flight requests finish, at most
+# RMP_TIMEOUT seconds), then the R processes stop. If the supervisor or nginx dies, so do we.
+set -euo pipefail
+
+RUNTIME_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+export RMP_CONFIG="${RMP_CONFIG:-/opt/rmodelpack/app/rmodelpack.json}"
+export RMP_TMPDIR="${RMP_TMPDIR:-/tmp}"
+
+log() { printf 'rmodelpack: %s\n' "$*" >&2; }
+
+find_nginx() {
+  if command -v nginx >/dev/null 2>&1; then command -v nginx
+  elif [ -x /usr/sbin/nginx ]; then echo /usr/sbin/nginx
+  else log "nginx not found on PATH or at /usr/sbin/nginx"; exit 1
+  fi
+}
+
+NGINX="$(find_nginx)"
+mkdir -p "$RMP_TMPDIR"
+RUN_DIR="$(mktemp -d "$RMP_TMPDIR/rmodelpack.XXXXXX")"
+export RMP_RUN_DIR="$RUN_DIR"
+# R's own tempdir goes below the run directory too, so a read-only root filesystem works.
+mkdir -p "$RUN_DIR/tmp"
+export TMPDIR="$RUN_DIR/tmp"
+
+SUPERVISOR_PID=""
+NGINX_PID=""
+SHUTTING_DOWN=0
+
+worker_pids() { cat "$RUN_DIR"/w*.up 2>/dev/null || true; }
+
+stop_r() {
+  local pids
+  pids="$(worker_pids)"
+  [ -n "$SUPERVISOR_PID" ] && kill -TERM "$SUPERVISOR_PID" 2>/dev/null || true
+  # shellcheck disable=SC2086
+  [ -n "$pids" ] && kill -TERM $pids 2>/dev/null || true
+  wait "$SUPERVISOR_PID" 2>/dev/null || true
+}
+
+cleanup() { rm -rf "$RUN_DIR"; }
+
+# wait_gone PID SECONDS: true once PID has exited, false if it is still there after SECONDS.
+wait_gone() {
+  local pid=$1 deadline=$((SECONDS + $2))
+  while kill -0 "$pid" 2>/dev/null; do
+    [ "$SECONDS" -ge "$deadline" ] && return 1
+    sleep 0.1
+  done
+}
+
+drain_and_exit() {
+  SHUTTING_DOWN=1
+  touch "$RUN_DIR/draining"
+  rm -f "$RUN_DIR/ready"
+  local drain=0 timeout=0
+  if [ -f "$RUN_DIR/shutdown.env" ]; then
+    # shellcheck disable=SC1091
+    . "$RUN_DIR/shutdown.env"
+    drain=$RMP_DRAIN
+    timeout=$RMP_TIMEOUT
+  fi
+  log "SIGTERM: /readyz is 503; serving for ${drain}s more, then finishing in-flight requests"
+  sleep "$drain"
+  if [ -n "$NGINX_PID" ]; then
+    kill -QUIT "$NGINX_PID" 2>/dev/null || true
+    if ! wait_gone "$NGINX_PID" "$timeout"; then
+      log "requests still running after ${timeout}s; stopping nginx now"
+      kill -TERM "$NGINX_PID" 2>/dev/null || true
+    fi
+    wait "$NGINX_PID" 2>/dev/null || true
+  fi
+  stop_r
+  cleanup
+  log "stopped"
+  exit 0
+}
+
+trap drain_and_exit TERM INT
+
+start_supervisor() {
+  Rscript --vanilla "$RUNTIME_DIR/supervisor.R" &
+  SUPERVISOR_PID=$!
+}
+
+wait_for_nginx_conf() {
+  while [ ! -f "$RUN_DIR/nginx.conf" ]; do
+    if ! kill -0 "$SUPERVISOR_PID" 2>/dev/null; then
+      local status=0
+      wait "$SUPERVISOR_PID" || status=$?
+      cleanup
+      log "the supervisor exited (status $status) before it wrote the nginx config"
+      exit "$((status == 0 ? 1 : status))"
+    fi
+    sleep 0.05
+  done
+}
+
+start_nginx() {
+  "$NGINX" -p "$RUN_DIR/nginx" -c "$RUN_DIR/nginx.conf" -e stderr &
+  NGINX_PID=$!
+}
+
+main() {
+  start_supervisor
+  wait_for_nginx_conf
+  start_nginx
+  local status=0
+  # Returns when either process exits, or early when a trapped signal arrives.
+  wait -n "$SUPERVISOR_PID" "$NGINX_PID" || status=$?
+  [ "$SHUTTING_DOWN" -eq 1 ] && return
+  log "a core process exited (status $status); stopping so the container is restarted"
+  kill -TERM "$NGINX_PID" 2>/dev/null || true
+  stop_r
+  cleanup
+  exit 1
+}
+
+main

@@ -1,0 +1,106 @@
+# rmodelpack's R supervisor: reads the config, writes the nginx config, loads the model once,
+# forks the workers (they share the model copy-on-write) and replaces any worker that dies.
+# Started by entrypoint.sh as: Rscript --vanilla supervisor.R  (with RMP_RUN_DIR set).
+
+rmp_runtime_dir <- function() {
+  file_arg <- grep("^--file=", commandArgs(trailingOnly = FALSE), value = TRUE)
+  dirname(normalizePath(sub("^--file=", "", file_arg[[1]])))
+}
+
+rmp_source_runtime <- function(runtime_dir) {
+  files <- c("config.R", "errors.R", "validate.R", "model.R", "metrics.R", "spec.R", "api.R",
+             "nginx.R", "worker.R")
+  for (file in files) sys.source(file.path(runtime_dir, file), envir = globalenv())
+}
+
+rmp_log <- function(...) cat("rmodelpack: ", ..., "\n", sep = "", file = stderr())
+
+rmp_set_thread_env <- function(threads) {
+  # Read by OpenMP/BLAS when the model's packages load, so set before loading them.
+  Sys.setenv(OMP_NUM_THREADS = threads, OPENBLAS_NUM_THREADS = threads,
+             MKL_NUM_THREADS = threads, OMP_THREAD_LIMIT = threads)
+}
+
+rmp_load_context <- function(cfg, run_dir) {
+  started <- rmp_now()
+  sha256 <- rmp_sha256(cfg$model$path)
+  rmp_check_sha256(sha256, cfg$model$sha256, cfg$model$path)
+  rmp_load_packages(cfg$packages)
+  model <- readRDS(cfg$model$path)
+  scorer <- rmp_make_scorer(model, cfg$scoring)
+  ctx <- list(cfg = cfg, run_dir = run_dir, sha256 = sha256,
+              predictor = rmp_make_predictor(scorer, cfg$output$kind))
+  ctx$router <- rmp_router(ctx)
+  ctx$load_seconds <- rmp_now() - started
+  ctx
+}
+
+rmp_spawn_worker <- function(ctx, worker_id) {
+  supervisor_pid <- Sys.getpid()
+  unlink(rmp_up_path(ctx$run_dir, worker_id))
+  job <- parallel::mcparallel(rmp_run_worker(ctx, worker_id, supervisor_pid), detached = TRUE)
+  job$pid
+}
+
+rmp_workers_up <- function(run_dir, pids) {
+  all(vapply(seq_along(pids), function(i) {
+    path <- rmp_up_path(run_dir, i)
+    file.exists(path) && identical(readLines(path, warn = FALSE)[1], as.character(pids[[i]]))
+  }, TRUE))
+}
+
+# <run>/ready is what nginx's /readyz checks; the entrypoint writes <run>/draining on SIGTERM.
+rmp_update_ready <- function(run_dir, pids) {
+  ready <- file.path(run_dir, "ready")
+  want <- rmp_workers_up(run_dir, pids) && !file.exists(file.path(run_dir, "draining"))
+  if (want && !file.exists(ready)) rmp_write_file_atomic(ready, "ready\n")
+  if (!want && file.exists(ready)) unlink(ready)
+}
+
+rmp_supervise <- function(ctx) {
+  workers <- ctx$cfg$runtime$workers
+  sup_metrics <- list(restarts = 0, model_load_seconds = ctx$load_seconds, workers = workers)
+  rmp_write_supervisor_metrics(ctx$run_dir, sup_metrics)
+  pids <- vapply(seq_len(workers), function(i) rmp_spawn_worker(ctx, i), 0L)
+  rmp_log("model loaded in ", round(ctx$load_seconds, 3), " s; ", workers, " worker(s) forked")
+  repeat {
+    for (i in seq_len(workers)) {
+      if (!rmp_alive(pids[[i]])) {
+        rmp_log("worker ", i, " (pid ", pids[[i]], ") died; starting a replacement")
+        unlink(file.path(ctx$run_dir, "ready"))
+        sup_metrics$restarts <- sup_metrics$restarts + 1
+        rmp_write_supervisor_metrics(ctx$run_dir, sup_metrics)
+        pids[[i]] <- rmp_spawn_worker(ctx, i)
+      }
+    }
+    rmp_update_ready(ctx$run_dir, pids)
+    Sys.sleep(0.1)
+  }
+}
+
+rmp_main <- function() {
+  runtime_dir <- rmp_runtime_dir()
+  rmp_source_runtime(runtime_dir)
+  run_dir <- Sys.getenv("RMP_RUN_DIR")
+  if (!nzchar(run_dir) || !dir.exists(run_dir)) {
+    rmp_config_error("RMP_RUN_DIR must name an existing directory (entrypoint.sh sets it)")
+  }
+  cfg <- rmp_load_config()
+  dir.create(rmp_metrics_dir(run_dir), showWarnings = FALSE)
+  rmp_write_shutdown_env(cfg, run_dir)
+  rmp_write_nginx_conf(cfg, run_dir, runtime_dir)
+  rmp_set_thread_env(cfg$runtime$threads)
+  rmp_supervise(rmp_load_context(cfg, run_dir))
+}
+
+tryCatch(
+  rmp_main(),
+  rmp_config_error = function(e) {
+    cat("rmodelpack: configuration error: ", conditionMessage(e), "\n", sep = "", file = stderr())
+    quit(save = "no", status = 2)
+  },
+  error = function(e) {
+    cat("rmodelpack: supervisor failed: ", conditionMessage(e), "\n", sep = "", file = stderr())
+    quit(save = "no", status = 1)
+  }
+)

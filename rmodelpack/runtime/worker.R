@@ -1,0 +1,25 @@
+# A forked worker: one httpuv server on a unix socket, serving the router built before the fork.
+# httpuv starts its I/O thread only here, after the fork, never in the supervisor.
+
+rmp_up_path <- function(run_dir, worker_id) file.path(run_dir, sprintf("w%d.up", worker_id))
+
+rmp_alive <- function(pid) {
+  stat <- file.path("/proc", pid, "stat")
+  if (!file.exists(stat)) return(FALSE)
+  fields <- tryCatch(readLines(stat, warn = FALSE), error = function(e) "")
+  state <- sub("^.*\\) ([A-Za-z]).*$", "\\1", fields[[1]])
+  !(state %in% c("Z", "X", ""))
+}
+
+rmp_run_worker <- function(ctx, worker_id, supervisor_pid) {
+  socket <- rmp_socket_path(ctx$run_dir, worker_id)
+  unlink(socket)
+  app <- rmp_app(ctx$router, rmp_new_metrics(ctx$run_dir, worker_id))
+  httpuv::startPipeServer(socket, mask = strtoi("077", 8L), app = app, quiet = TRUE)
+  rmp_write_file_atomic(rmp_up_path(ctx$run_dir, worker_id), as.character(Sys.getpid()))
+  # Serve until the supervisor is gone (it is this process's parent).
+  while (rmp_alive(supervisor_pid)) httpuv::service(500)
+  # Returning lets parallel end the fork without R's exit cleanup (which would delete the
+  # supervisor's tempdir).
+  invisible(NULL)
+}

@@ -1,0 +1,86 @@
+"""Helpers for tests against the offline control plane: kubectl, helm and namespaces."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import uuid
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CLUSTER_SCRIPT = REPO_ROOT / "ci" / "cluster.sh"
+VERSIONS_FILE = REPO_ROOT / "ci" / "k8s" / "versions.env"
+PROBE_CHART = Path(__file__).resolve().parent / "charts" / "probe"
+CLUSTER_BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+
+
+def run(
+    *args: str, check: bool = True, timeout: float = 300, stdin: str | None = None
+) -> subprocess.CompletedProcess:
+    """Runs a command with text output; on failure the error shows its stdout and stderr."""
+    result = subprocess.run(
+        args, input=stdin, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(args)} exited {result.returncode}\n"
+            f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+        )
+    return result
+
+
+def kubectl(
+    *args: str, check: bool = True, stdin: str | None = None
+) -> subprocess.CompletedProcess:
+    return run("kubectl", *args, check=check, stdin=stdin, timeout=120)
+
+
+def kubectl_json(*args: str) -> dict:
+    return json.loads(kubectl(*args, "-o", "json").stdout)
+
+
+def apply(manifest: dict, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return kubectl("apply", "-f", "-", *args, stdin=json.dumps(manifest), check=check)
+
+
+def helm(*args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
+    return run("helm", *args, check=check, timeout=timeout)
+
+
+def pinned_versions() -> dict[str, str]:
+    pairs = (line.split("=", 1) for line in VERSIONS_FILE.read_text().splitlines())
+    return {key: value for key, value in pairs if not key.startswith("#") and value}
+
+
+def create_namespace(prefix: str, enforce: str = "restricted") -> str:
+    name = f"{prefix[:40].strip('-')}-{uuid.uuid4().hex[:8]}"
+    labels = {
+        "pod-security.kubernetes.io/enforce": enforce,
+        "pod-security.kubernetes.io/enforce-version": "latest",
+    }
+    apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}})
+    return name
+
+
+def delete_namespace(name: str) -> None:
+    kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
+
+
+def release_status(release: str, namespace: str) -> dict:
+    return json.loads(helm("status", release, "-n", namespace, "-o", "json").stdout)
+
+
+def release_history(release: str, namespace: str) -> list[dict]:
+    return json.loads(helm("history", release, "-n", namespace, "-o", "json").stdout)
+
+
+def ready_pods(namespace: str, selector: str) -> list[str]:
+    pods = kubectl_json("get", "pods", "-n", namespace, "-l", selector)["items"]
+    return [
+        pod["metadata"]["name"]
+        for pod in pods
+        if any(
+            cond["type"] == "Ready" and cond["status"] == "True"
+            for cond in pod.get("status", {}).get("conditions", [])
+        )
+    ]
