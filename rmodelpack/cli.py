@@ -86,18 +86,28 @@ def cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_build(args: argparse.Namespace) -> int:
-    from rmodelpack.build import build_image, push_image
+def build_manifest(manifest_arg: str, output: str | None, *, push: bool) -> str:
+    """render → (base image if missing) → build → optional push; return the image reference."""
+    from rmodelpack.build import build_image, ensure_base_image, push_image
+    from rmodelpack.manifest import load_manifest
     from rmodelpack.render import render
 
-    target = Path(args.output) if args.output else default_out_dir(args.manifest)
-    rendered = render(args.manifest, target)
+    manifest, _ = load_manifest(manifest_arg)
+    rendered = render(manifest_arg, Path(output) if output else default_out_dir(manifest_arg))
+    if ensure_base_image(manifest, on_progress=progress_printer("base")):
+        err.print(f"built the base image {manifest.base_image}")
     err.print(f"building {rendered.image} from {rendered.out_dir}")
     result = build_image(rendered.out_dir, rendered.image, on_progress=progress_printer("build"))
-    out.print(f"built {rendered.image} ({result.image_id})")
-    if args.push:
+    cached = len(result.steps) - len(result.rebuilt_steps)
+    out.print(f"built {rendered.image} ({result.image_id}; {cached} of {len(result.steps)} steps cached)")
+    if push:
         digest = push_image(rendered.image, on_progress=progress_printer("push"))
         out.print(f"pushed {digest}")
+    return rendered.image
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    build_manifest(args.manifest, args.output, push=args.push)
     return 0
 
 
@@ -143,8 +153,16 @@ def _values_and_release(args: argparse.Namespace) -> tuple[Path, str]:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from rmodelpack.render import render
-    from rmodelpack.serve import serve_native
+    from rmodelpack.serve import serve_docker, serve_native
 
+    if args.docker:
+        image = build_manifest(args.manifest, args.output, push=False)
+        url = f"http://127.0.0.1:{args.port}"
+        err.print(f"serving {image} in docker on {url} (read-only, non-root, no capabilities)")
+        container, status = serve_docker(image, args.port, name=args.name, detach=args.detach)
+        if args.detach:
+            out.print(container)
+        return status
     target = Path(args.output) if args.output else default_out_dir(args.manifest)
     rendered = render(args.manifest, target)
     err.print(f"serving {rendered.image} natively on http://127.0.0.1:{args.port} (Ctrl-C stops)")
@@ -207,10 +225,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub.add_argument("--timeout", default="10m", help="how long helm waits (default: 10m)")
 
-    sub = add("serve", cmd_serve, "Run the scoring server locally (natively, with R and nginx).")
+    sub = add("serve", cmd_serve, "Run the scoring server locally: natively (R + nginx) or in docker.")
     sub.add_argument("manifest", help=manifest_help)
     sub.add_argument("-o", "--output", help=output_help)
     sub.add_argument("-p", "--port", type=int, default=8000, help="port on 127.0.0.1")
+    sub.add_argument("--docker", action="store_true", help="build the image and run it in docker")
+    sub.add_argument("--detach", action="store_true", help="with --docker: print the id, return")
+    sub.add_argument("--name", help="with --docker: the container name")
     return parser
 
 

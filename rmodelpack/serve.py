@@ -60,3 +60,43 @@ def serve_native(rendered: RenderResult, port: int) -> int:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+
+def serve_docker(
+    image: str, port: int, *, name: str | None = None, detach: bool = False
+) -> tuple[str, int]:
+    """Run the image hardened as in Kubernetes, published on 127.0.0.1:port only.
+
+    Returns (container id, exit status); with detach the status is 0 and the container runs on.
+    """
+    import docker
+
+    from rmodelpack.exceptions import BuildError
+
+    try:
+        client = docker.from_env()
+        container = client.containers.run(
+            image,
+            name=name,
+            detach=True,
+            read_only=True,
+            tmpfs={"/tmp": "rw,nosuid,nodev,size=256m"},
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges"],
+            user="10001:10001",
+            ports={"8000/tcp": ("127.0.0.1", port)},
+        )
+    except docker.errors.DockerException as exc:
+        raise BuildError(f"docker run {image} failed: {exc}") from exc
+    if detach:
+        return container.id, 0
+    try:
+        for chunk in container.logs(stream=True, follow=True):
+            print(chunk.decode(errors="replace"), end="", flush=True)
+        return container.id, container.wait()["StatusCode"]
+    except KeyboardInterrupt:
+        container.stop(timeout=40)
+        return container.id, 0
+    finally:
+        if not detach:
+            container.remove(force=True)
