@@ -120,7 +120,8 @@ new_key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out 
 
 # issue_cert NAME SUBJECT [SUBJECT_ALT_NAMES]: writes $PKI/NAME.{key,crt}, signed by the CA.
 issue_cert() {
-  local name=$1 subject=$2 sans=${3:-} ext="$PKI/$name.ext"
+  local name=$1 subject=$2 sans=${3:-}
+  local ext="$PKI/$name.ext"
   new_key "$PKI/$name.key"
   {
     echo "basicConstraints=critical,CA:FALSE"
@@ -257,7 +258,7 @@ start_apiserver() {
     --service-account-issuer=https://kubernetes.default.svc.cluster.local \
     --service-account-key-file="$PKI/service-account.pub" \
     --service-account-signing-key-file="$PKI/service-account.key" \
-    --service-cluster-ip-range="$SERVICE_CIDR" --allow-privileged=false --profiling=false
+    --service-cluster-ip-range="$SERVICE_CIDR" --allow-privileged=true --profiling=false
   wait_until kube-apiserver "$LOGS/kube-apiserver.log" apiserver_ready
 }
 
@@ -340,7 +341,33 @@ install_crds() {
     -l 'app.kubernetes.io/name=cert-manager' >/dev/null
   kube wait --for=condition=Established --timeout="${READY_TIMEOUT}s" \
     crd/middlewares.traefik.io crd/ingressroutes.traefik.io >/dev/null
-  info "CRDs established: $(kube get crd -o name | wc -l) (Traefik, cert-manager)"
+  install_module_crds
+  info "CRDs established: $(kube get crd -o name | wc -l) (Traefik, cert-manager, KEDA, ServiceMonitor)"
+}
+
+module_dir() {
+  (cd "$K8S_DIR/etcd" && go mod download -json "$1") | jq -r .Dir
+}
+
+# The chart's optional kinds (KEDA ScaledObject, ServiceMonitor) are not in ../shared/crds;
+# their upstream CRDs ship inside the projects' Go modules, so the proxy serves them.
+install_module_crds() {
+  local keda prom dir="$STATE/crds"
+  keda=$(module_dir "github.com/kedacore/keda/v2@$KEDA_VERSION")
+  prom=$(module_dir "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION")
+  mkdir -p "$dir"
+  cp "$keda/config/crd/bases/keda.sh_scaledobjects.yaml" \
+    "$keda/config/crd/bases/keda.sh_triggerauthentications.yaml" \
+    "$prom/example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml" "$dir/"
+  # Azure Managed Prometheus serves the same ServiceMonitor schema under the group
+  # azmonitoring.coreos.com; this stand-in is the upstream CRD with only the group renamed.
+  sed -e 's/servicemonitors\.monitoring\.coreos\.com/servicemonitors.azmonitoring.coreos.com/' \
+    -e 's/^  group: monitoring\.coreos\.com$/  group: azmonitoring.coreos.com/' \
+    "$dir/monitoring.coreos.com_servicemonitors.yaml" >"$dir/azmonitoring.coreos.com_servicemonitors.yaml"
+  kube apply --server-side --force-conflicts -f "$dir" >/dev/null
+  kube wait --for=condition=Established --timeout="${READY_TIMEOUT}s" \
+    crd/scaledobjects.keda.sh crd/servicemonitors.monitoring.coreos.com \
+    crd/servicemonitors.azmonitoring.coreos.com >/dev/null
 }
 
 # ---------------------------------------------------------------------------------------------

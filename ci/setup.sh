@@ -18,6 +18,7 @@ HELM_VERSION=v4.3.1
 HELM3_VERSION=v3.22.0
 CT_VERSION=v3.14.0
 KUBECONFORM_VERSION=v0.7.0
+README_GENERATOR_VERSION=2.7.2
 BASE_IMAGE=debian:bookworm-slim
 REGISTRY_ADDR=127.0.0.1:5000
 STATE_DIR=/var/lib/rmodelpack-dev
@@ -114,6 +115,22 @@ install_go_tools() {
     "github.com/yannh/kubeconform/cmd/kubeconform@$KUBECONFORM_VERSION"
 }
 
+install_readme_generator() {
+  step "@bitnami/readme-generator-for-helm $README_GENERATOR_VERSION (chart README table)"
+  local prefix="$ROOT/.cache/npm"
+  local installed
+  installed=$(node -p "require('$prefix/node_modules/@bitnami/readme-generator-for-helm/package.json').version" 2>/dev/null || true)
+  if [ "$installed" = "$README_GENERATOR_VERSION" ]; then
+    info "present"
+    return
+  fi
+  if ! command -v npm >/dev/null; then
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends nodejs npm
+  fi
+  npm install --no-audit --no-fund --silent --prefix "$prefix" \
+    "@bitnami/readme-generator-for-helm@$README_GENERATOR_VERSION"
+}
+
 start_dockerd() {
   step "Docker engine"
   if docker info >/dev/null 2>&1; then
@@ -191,16 +208,17 @@ train_examples() {
 }
 
 summary() {
-  local r plumber helm helm3 ct kc dock
+  local r plumber helm helm3 ct kc rg dock
   r=$(Rscript -e 'cat(as.character(getRversion()))' 2>/dev/null)
   plumber=$(Rscript -e 'cat(as.character(packageVersion("plumber")))' 2>/dev/null)
   helm=$("$BIN/helm" version --template '{{.Version}}')
   helm3=$("$BIN/helm3" version --template '{{.Version}}')
   ct=$("$BIN/ct" version | awk '/Version/ {print $2}')
   kc=$("$BIN/kubeconform" -v)
+  rg=$(node -p "require('$ROOT/.cache/npm/node_modules/@bitnami/readme-generator-for-helm/package.json').version")
   dock=$(docker version --format '{{.Server.Version}}')
-  printf '\nsetup ok: R %s, plumber %s, helm %s, helm3 %s, ct %s, kubeconform %s, docker %s, registry %s, base %s\n' \
-    "$r" "$plumber" "$helm" "$helm3" "$ct" "$kc" "$dock" "$REGISTRY_ADDR" "$BASE_IMAGE"
+  printf '\nsetup ok: R %s, plumber %s, helm %s, helm3 %s, ct %s, kubeconform %s, readme-generator %s, docker %s, registry %s, base %s\n' \
+    "$r" "$plumber" "$helm" "$helm3" "$ct" "$kc" "$rg" "$dock" "$REGISTRY_ADDR" "$BASE_IMAGE"
 }
 
 main() {
@@ -208,6 +226,7 @@ main() {
   install_apt_packages
   install_python_package
   install_go_tools
+  install_readme_generator
   start_dockerd
   start_registry
   import_base_image

@@ -15,24 +15,33 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rmodelpack import __version__
 from rmodelpack.exceptions import BuildError, PushError, RmodelpackError
+from rmodelpack.manifest import BASE_IMAGES as BASE_IMAGE_TAGS
+
+if TYPE_CHECKING:
+    from rmodelpack.manifest import Manifest
 
 Progress = Callable[[str], None] | None
 
-BASE_IMAGES_DIR = Path(__file__).resolve().parent.parent / "base-images"
-BASE_IMAGE_TAGS = {
-    "debian": "rmodelpack/r-base:bookworm",
-    "rocker": "rmodelpack/r-base:rocker-4.4.1",
-}
+def _base_images_dir() -> Path:
+    """base-images/ of a checkout, or the copy shipped inside the wheel."""
+    here = Path(__file__).resolve().parent
+    checkout = here.parent / "base-images"
+    return checkout if checkout.is_dir() else here / "_base_images"
+
+
+BASE_IMAGES_DIR = _base_images_dir()
 # Every file in the context gets these, whoever rendered it and whenever.
 CONTEXT_MTIME = 0
 LOG_TAIL_LINES = 30
 
 _STEP_LINE = re.compile(r"^Step (\d+)/\d+ : (.*)$")
 _BUILT_LINE = re.compile(r"^Successfully built ([0-9a-f]+)$")
+# The engine colours a RUN step's stderr with ANSI escapes.
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 
 
 @dataclass(frozen=True)
@@ -84,6 +93,23 @@ def build_base_image(
     return tag
 
 
+def ensure_base_image(
+    manifest: Manifest, *, client: Any = None, on_progress: Progress = None
+) -> bool:
+    """Build the manifest's base image when the engine lacks it; return whether it was built.
+
+    Only rmodelpack's own bases are built here; an ``image.base`` override is the engine's to
+    pull when the model image is built.
+    """
+    if manifest.image.base is not None:
+        return False
+    docker_client = _connect(client, BuildError)
+    if _image_present(docker_client, manifest.base_image):
+        return False
+    build_base_image(manifest.image.flavor, client=docker_client, on_progress=on_progress)
+    return True
+
+
 def build_image(
     context_dir: Path,
     tag: str,
@@ -92,6 +118,7 @@ def build_image(
     on_progress: Progress = None,
     labels: dict[str, str] | None = None,
     buildargs: dict[str, str] | None = None,
+    nocache: bool = False,
 ) -> BuildResult:
     """Build ``context_dir`` (a rendered context with a Dockerfile) into an image tagged ``tag``."""
     context_dir = Path(context_dir)
@@ -106,6 +133,7 @@ def build_image(
             tag=tag,
             labels=labels,
             buildargs=buildargs,
+            nocache=nocache,
             rm=True,
             forcerm=True,
             decode=True,
@@ -217,7 +245,7 @@ class _BuildLog:
     def feed(self, text: str) -> None:
         *complete, self._pending = (self._pending + text).split("\n")
         for line in complete:
-            self._line(line.rstrip())
+            self._line(_ANSI_ESCAPE.sub("", line).rstrip())
 
     def flush(self) -> None:
         self.feed("\n")
@@ -249,10 +277,12 @@ def _build_failure(tag: str, message: str, tail: Iterable[str]) -> str:
     lines = list(tail)
     if lines:
         text += "\nlast build output:\n" + "\n".join(f"  {line}" for line in lines)
-    if "pull access denied for rmodelpack/r-base" in message or (
-        "rmodelpack/r-base" in message and "not found" in message
-    ):
-        text += "\nbuild the base image first: rmodelpack.build.build_base_image()"
+    steps = [line for line in lines if _STEP_LINE.match(line)]
+    if steps and " : FROM rmodelpack/r-base:" in steps[-1]:
+        text += (
+            "\nthe rmodelpack base image is missing; build it with "
+            "rmodelpack.build.build_base_image() (rmodelpack build does this by itself)"
+        )
     return text
 
 
@@ -268,7 +298,8 @@ def _follow_push(chunks: Iterable[dict[str, Any]], on_progress: Progress) -> str
         if "aux" in chunk and "Digest" in chunk["aux"]:
             digest = chunk["aux"]["Digest"]
         status = chunk.get("status")
-        if status and on_progress is not None and "progressDetail" not in chunk:
+        # Byte counts (a non-empty progressDetail) would flood the callback; states do not.
+        if status and on_progress is not None and not chunk.get("progressDetail"):
             on_progress(f"{chunk['id']}: {status}" if "id" in chunk else status)
     return digest
 
@@ -310,6 +341,18 @@ def _connect(client: Any, error: type[RmodelpackError]) -> Any:
             "(here: bash ci/setup.sh)"
         ) from exc
     return connected
+
+
+def _image_present(client: Any, reference: str) -> bool:
+    import docker.errors
+
+    try:
+        client.images.get(reference)
+    except docker.errors.ImageNotFound:
+        return False
+    except _docker_errors() as exc:
+        raise BuildError(f"cannot inspect {reference}: {_explain(exc)}") from exc
+    return True
 
 
 def _docker_errors() -> tuple[type[Exception], ...]:

@@ -84,9 +84,15 @@ def debian_package_for(r_package: str) -> str:
     return f"r-cran-{r_package.lower()}"
 
 
-def split_r_packages(packages: list[str]) -> tuple[list[str], list[str]]:
-    """Return (Debian packages, CRAN packages) for the R packages the image still lacks."""
-    available = debian_r_packages()
+def split_r_packages(
+    packages: list[str], flavor: str = "debian"
+) -> tuple[list[str], list[str]]:
+    """Return (Debian packages, CRAN packages) for the R packages the image still lacks.
+
+    Debian's r-cran-* binaries fit only the Debian flavour; rocker images take every package
+    from Posit Package Manager.
+    """
+    available = debian_r_packages() if flavor == "debian" else frozenset()
     apt: set[str] = set()
     cran: set[str] = set()
     for package in packages:
@@ -293,7 +299,7 @@ def dump_values(values: Mapping[str, Any]) -> bytes:
 
 
 def dockerfile_context(manifest: Manifest, model_sha256: str) -> dict[str, Any]:
-    apt_packages, cran_packages = split_r_packages(manifest.r.packages)
+    apt_packages, cran_packages = split_r_packages(manifest.r.packages, manifest.image.flavor)
     labels = {
         "io.rmodelpack.model.name": manifest.name,
         "io.rmodelpack.model.sha256": model_sha256,

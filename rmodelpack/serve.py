@@ -28,6 +28,7 @@ def native_environment(rendered: RenderResult, port: int, tmpdir: Path) -> dict[
     env.update(
         RMP_CONFIG=str(out / "app" / "rmodelpack.json"),
         RMP_PORT=str(port),
+        RMP_HOST="127.0.0.1",
         RMP_TMPDIR=str(tmpdir),
     )
     if (out / "model" / "model.rds").is_file():

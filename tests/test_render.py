@@ -201,3 +201,29 @@ def test_url_source_keeps_the_model_out_of_the_image(tmp_path: Path):
     assert values["model"]["source"] == "url"
     assert values["model"]["url"] == {"existingSecret": "boston-model-url", "key": "url"}
     assert values["model"]["sha256"] == sha
+
+
+def test_rocker_flavour_takes_every_r_package_from_cran():
+    apt, cran = split_r_packages(["randomForest", "glmnet", "plumber"], "rocker")
+    assert apt == []
+    assert cran == ["glmnet", "randomForest"]
+
+
+def test_the_wheel_ships_the_chart_runtime_and_base_images(tmp_path: Path):
+    import subprocess
+    import sys
+    import zipfile
+
+    root = Path(__file__).parent.parent
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(root)],
+        check=True, capture_output=True, timeout=300,
+    )
+    (wheel,) = tmp_path.glob("rmodelpack-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for required in ("rmodelpack/_chart/Chart.yaml", "rmodelpack/_chart/values.schema.json",
+                     "rmodelpack/_base_images/debian/Dockerfile",
+                     "rmodelpack/runtime/entrypoint.sh", "rmodelpack/templates/Dockerfile.j2",
+                     "rmodelpack/rscripts/describe.R",
+                     "rmodelpack/data/debian-bookworm-r-cran.txt"):
+        assert required in names, required

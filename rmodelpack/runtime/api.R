@@ -94,13 +94,17 @@ rmp_static_json <- function(value) {
   function(req, res) rmp_json_response(res, 200L, body)
 }
 
-rmp_pr_predict <- function(pr, ctx) {
-  plumber::pr_post(pr, "/predict", rmp_guard(rmp_handler_predict(ctx, "auto", wrap = TRUE)))
+rmp_scoring_handlers <- function(ctx) {
+  list(
+    `/predict` = rmp_guard(rmp_handler_predict(ctx, "auto", wrap = TRUE)),
+    # The reference deployment's endpoint: {"df": [...]} in, a bare JSON array out.
+    `/score` = rmp_guard(rmp_handler_predict(ctx, "df", wrap = FALSE))
+  )
 }
 
-# The reference deployment's endpoint: {"df": [...]} in, a bare JSON array out.
-rmp_pr_score <- function(pr, ctx) {
-  plumber::pr_post(pr, "/score", rmp_guard(rmp_handler_predict(ctx, "df", wrap = FALSE)))
+rmp_pr_scoring <- function(pr, handlers) {
+  for (path in names(handlers)) pr <- plumber::pr_post(pr, path, handlers[[path]])
+  pr
 }
 
 rmp_pr_metadata <- function(pr, ctx) {
@@ -154,8 +158,7 @@ rmp_pr_errors <- function(pr) {
 rmp_router <- function(ctx) {
   pr <- plumber::pr(filters = list())
   pr <- rmp_pr_errors(pr)
-  pr <- rmp_pr_predict(pr, ctx)
-  pr <- rmp_pr_score(pr, ctx)
+  pr <- rmp_pr_scoring(pr, ctx$scoring_handlers)
   pr <- rmp_pr_metadata(pr, ctx)
   pr <- rmp_pr_ping(pr)
   pr <- rmp_pr_prototype(pr, ctx)
@@ -177,11 +180,32 @@ rmp_fix_405 <- function(req, response) {
   response
 }
 
-# The httpuv app: plumber answers, this wrapper counts every answer for /metrics.
-rmp_app <- function(pr, metrics) {
+# A PlumberResponse stand-in with just what the scoring handlers use.
+rmp_light_response <- function() {
+  res <- new.env(parent = emptyenv())
+  res$status <- 200L
+  res$headers <- list()
+  res$body <- ""
+  res$setHeader <- function(name, value) res$headers[[name]] <- value
+  res
+}
+
+rmp_call_light <- function(handler, req) {
+  res <- handler(req, rmp_light_response())
+  list(status = res$status, headers = res$headers, body = res$body)
+}
+
+# The httpuv app. POST /predict and /score go straight to their handlers (the same ones the
+# router holds): plumber's routing, hooks and serializer steps cost about as much as the
+# scoring itself (benchmarks/README.md). plumber answers everything else. Every answer is
+# counted for /metrics.
+rmp_app <- function(ctx, metrics) {
+  pr <- ctx$router
+  hot <- ctx$scoring_handlers
   list(call = function(req) {
     started <- rmp_now()
-    response <- rmp_fix_405(req, pr$call(req))
+    handler <- if (identical(req$REQUEST_METHOD, "POST")) hot[[req$PATH_INFO]]
+    response <- if (is.null(handler)) rmp_fix_405(req, pr$call(req)) else rmp_call_light(handler, req)
     rmp_record(metrics, rmp_route_label(req$PATH_INFO), req$REQUEST_METHOD,
                response$status, rmp_now() - started)
     response

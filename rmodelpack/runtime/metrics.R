@@ -12,11 +12,14 @@ rmp_new_counters <- function() {
   list(requests = numeric(0), buckets = numeric(length(rmp_buckets) + 1), sum = 0, count = 0)
 }
 
+# The metrics of this process when it is a worker (set after the fork).
+rmp_state <- new.env(parent = emptyenv())
+
 rmp_new_metrics <- function(run_dir, worker_id) {
   path <- file.path(rmp_metrics_dir(run_dir), sprintf("w%d.rds", worker_id))
-  metrics <- new.env(parent = emptyenv())
+  metrics <- list2env(rmp_read_rds(path) %||% rmp_new_counters(), parent = emptyenv())
   metrics$path <- path
-  metrics$counters <- rmp_read_rds(path) %||% rmp_new_counters()
+  metrics$flush_pending <- FALSE
   metrics
 }
 
@@ -24,19 +27,27 @@ rmp_new_metrics <- function(run_dir, worker_id) {
 
 rmp_record <- function(metrics, route, method, status, seconds) {
   key <- paste(route, method, status, sep = "\t")
-  counters <- metrics$counters
-  counters$requests[[key]] <- (if (is.na(counters$requests[key])) 0 else counters$requests[[key]]) + 1
+  previous <- metrics$requests[key]
+  metrics$requests[[key]] <- if (is.na(previous)) 1 else previous + 1
   bucket <- findInterval(seconds, rmp_buckets, left.open = TRUE) + 1L
-  counters$buckets[[bucket]] <- counters$buckets[[bucket]] + 1
-  counters$sum <- counters$sum + seconds
-  counters$count <- counters$count + 1
-  metrics$counters <- counters
-  rmp_flush(metrics)
+  metrics$buckets[[bucket]] <- metrics$buckets[[bucket]] + 1
+  metrics$sum <- metrics$sum + seconds
+  metrics$count <- metrics$count + 1
+  rmp_schedule_flush(metrics)
+}
+
+# Writing the file costs more than a prediction, so a burst of requests shares one write.
+rmp_schedule_flush <- function(metrics, delay = 0.2) {
+  if (metrics$flush_pending) return(invisible())
+  metrics$flush_pending <- TRUE
+  later::later(function() rmp_flush(metrics), delay)
 }
 
 rmp_flush <- function(metrics) {
+  metrics$flush_pending <- FALSE
+  counters <- mget(c("requests", "buckets", "sum", "count"), envir = metrics)
   tmp <- paste0(metrics$path, ".tmp")
-  saveRDS(metrics$counters, tmp, compress = FALSE)
+  saveRDS(counters, tmp, compress = FALSE)
   file.rename(tmp, metrics$path)
 }
 
@@ -99,6 +110,7 @@ rmp_gauge_lines <- function(name, type, help, value) {
 }
 
 rmp_metrics_text <- function(run_dir, in_flight) {
+  if (!is.null(rmp_state$metrics)) rmp_flush(rmp_state$metrics)
   counters <- rmp_sum_counters(run_dir)
   supervisor <- rmp_read_rds(file.path(rmp_metrics_dir(run_dir), "supervisor.rds")) %||%
     list(restarts = 0, model_load_seconds = NA, workers = NA)

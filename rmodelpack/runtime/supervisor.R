@@ -30,6 +30,7 @@ rmp_load_context <- function(cfg, run_dir) {
   scorer <- rmp_make_scorer(model, cfg$scoring)
   ctx <- list(cfg = cfg, run_dir = run_dir, sha256 = sha256,
               predictor = rmp_make_predictor(scorer, cfg$output$kind))
+  ctx$scoring_handlers <- rmp_scoring_handlers(ctx)
   ctx$router <- rmp_router(ctx)
   ctx$load_seconds <- rmp_now() - started
   ctx

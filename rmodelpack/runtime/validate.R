@@ -51,6 +51,21 @@ rmp_column_class_ok <- function(x, type) {
   )
 }
 
+# jsonlite's simplification coerces silently: true/false among numbers become 1/0, and numbers
+# or booleans among strings become "1"/"TRUE". When that may have happened, check row by row.
+rmp_maybe_coerced <- function(x, type, body_has_boolean) {
+  switch(type,
+    number = , integer = body_has_boolean,
+    string = , factor = any(grepl("^(-?[0-9.]+([eE][-+]?[0-9]+)?|TRUE|FALSE)$", x)),
+    FALSE
+  )
+}
+
+rmp_has_boolean_token <- function(body_raw) {
+  text <- rawToChar(body_raw)
+  grepl("true", text, fixed = TRUE) || grepl("false", text, fixed = TRUE)
+}
+
 # Exact per-row type problems for one column, read from the unsimplified rows.
 rmp_type_details <- function(raw_rows, column) {
   expected <- rmp_expected_json_type(column$type)
@@ -132,16 +147,21 @@ rmp_make_validator <- function(input) {
     out <- vector("list", length(columns))
     names(out) <- vapply(columns, function(column) column$name, "")
     raw_rows <- NULL
+    has_boolean <- rmp_has_boolean_token(body_raw)
     for (column in columns) {
       if (!(column$name %in% names(df))) {
         if (!isTRUE(column$required)) out[[column$name]] <- rmp_cast_column(rep(NA, n), column)
         next
       }
       x <- df[[column$name]]
-      if (!rmp_column_class_ok(x, column$type)) {
+      class_ok <- rmp_column_class_ok(x, column$type)
+      if (!class_ok || rmp_maybe_coerced(x, column$type, has_boolean)) {
         if (is.null(raw_rows)) raw_rows <- rmp_raw_rows(body_raw, key)
-        details <- c(details, rmp_type_details(raw_rows, column))
-        next
+        type_details <- rmp_type_details(raw_rows, column)
+        if (!class_ok || length(type_details) > 0) {
+          details <- c(details, type_details)
+          next
+        }
       }
       details <- c(details, rmp_value_details(x, column))
       out[[column$name]] <- rmp_cast_column(x, column)

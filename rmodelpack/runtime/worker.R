@@ -14,11 +14,20 @@ rmp_alive <- function(pid) {
 rmp_run_worker <- function(ctx, worker_id, supervisor_pid) {
   socket <- rmp_socket_path(ctx$run_dir, worker_id)
   unlink(socket)
-  app <- rmp_app(ctx$router, rmp_new_metrics(ctx$run_dir, worker_id))
+  rmp_state$metrics <- rmp_new_metrics(ctx$run_dir, worker_id)
+  app <- rmp_app(ctx, rmp_state$metrics)
   httpuv::startPipeServer(socket, mask = strtoi("077", 8L), app = app, quiet = TRUE)
   rmp_write_file_atomic(rmp_up_path(ctx$run_dir, worker_id), as.character(Sys.getpid()))
-  # Serve until the supervisor is gone (it is this process's parent).
-  while (rmp_alive(supervisor_pid)) httpuv::service(500)
+  # Serve until the supervisor is gone (it is this process's parent); service() returns after
+  # each batch of requests, so the /proc check runs at most once a second.
+  checked <- rmp_now()
+  repeat {
+    httpuv::service(1000)
+    if (rmp_now() - checked >= 1) {
+      if (!rmp_alive(supervisor_pid)) break
+      checked <- rmp_now()
+    }
+  }
   # Returning lets parallel end the fork without R's exit cleanup (which would delete the
   # supervisor's tempdir).
   invisible(NULL)

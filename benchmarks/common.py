@@ -1,0 +1,155 @@
+"""Helpers shared by the benchmark scripts: the Boston example, configs, wrk, the baseline."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT / "tests"))
+
+from runtime.server import NativeServer, start_native_server  # noqa: E402
+
+from rmodelpack.manifest import load_manifest  # noqa: E402
+from rmodelpack.render import runtime_config  # noqa: E402
+
+BOSTON_DIR = REPO_ROOT / "examples" / "boston-rf"
+BASELINE_DIR = Path(__file__).resolve().parent / "baseline"
+ONE_ROW = json.loads((BOSTON_DIR / "requests" / "score.json").read_text())["df"][:1]
+
+
+def train(ntree: int = 100, output: Path | None = None) -> Path:
+    output = output or BOSTON_DIR / "model.rds"
+    if not output.exists():
+        subprocess.run(
+            ["Rscript", "--vanilla", "train.R", str(ntree), str(output)],
+            cwd=BOSTON_DIR,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+    return output
+
+
+def boston_config(model: Path) -> dict[str, Any]:
+    manifest, _ = load_manifest(BOSTON_DIR / "rmodel.yaml")
+    return runtime_config(manifest, hashlib.sha256(model.read_bytes()).hexdigest())
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_rmodelpack(model: Path, workers: int, workdir: Path) -> NativeServer:
+    config_path = workdir / f"rmodelpack-{workers}.json"
+    config_path.write_text(json.dumps(boston_config(model), indent=2, sort_keys=True))
+    server = start_native_server(
+        config_path,
+        free_port(),
+        env={"RMP_MODEL_PATH": str(model), "RMP_WORKERS": str(workers), "RMP_DRAIN_SECONDS": "0"},
+        tmpdir=workdir / f"tmp-{workers}",
+    )
+    server.wait_ready()
+    return server
+
+
+def start_baseline(model: Path, port: int) -> subprocess.Popen[bytes]:
+    """One plain plumber::pr_run process, as the reference deployment runs it."""
+    code = (
+        f"plumber::pr_run(plumber::plumb('{BASELINE_DIR / 'plumber.R'}'), "
+        f"host = '127.0.0.1', port = {port}, docs = FALSE)"
+    )
+    process = subprocess.Popen(
+        ["Rscript", "--vanilla", "-e", code],
+        env={**os.environ, "RMP_BASELINE_MODEL": str(model)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            requests.post(f"http://127.0.0.1:{port}/score", json={"df": ONE_ROW}, timeout=5)
+            return process
+        except requests.ConnectionError:
+            time.sleep(0.2)
+    process.kill()
+    raise TimeoutError("the baseline plumber server did not start")
+
+
+def wrk(
+    url: str, body: Any, connections: int = 8, seconds: int = 5, close: bool = False
+) -> dict[str, float]:
+    """Bounded wrk run of POSTs; returns requests/s, p50/p99 ms and non-2xx/socket errors."""
+    headers = 'wrk.headers["Content-Type"] = "application/json"\n'
+    if close:
+        headers += 'wrk.headers["Connection"] = "close"\n'
+    script = f'wrk.method = "POST"\n{headers}wrk.body = {json.dumps(json.dumps(body))}\n'
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
+        handle.write(script)
+    try:
+        out = subprocess.run(
+            [
+                "wrk",
+                "-t2",
+                f"-c{connections}",
+                f"-d{seconds}s",
+                "--latency",
+                "-s",
+                handle.name,
+                url,
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=seconds + 30,
+        ).stdout
+    finally:
+        os.unlink(handle.name)
+    return parse_wrk(out)
+
+
+def to_ms(text: str) -> float:
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def parse_wrk(out: str) -> dict[str, float]:
+    def find(pattern: str) -> str | None:
+        match = re.search(pattern, out)
+        return match.group(1) if match else None
+
+    return {
+        "rps": float(find(r"Requests/sec:\s+([\d.]+)")),
+        "p50_ms": to_ms(find(r"50%\s+(\S+)")),
+        "p99_ms": to_ms(find(r"99%\s+(\S+)")),
+        "non_2xx": float(find(r"Non-2xx or 3xx responses: (\d+)") or 0),
+        "socket_errors": float(bool(find(r"(Socket errors)"))),
+    }
+
+
+def predict_seconds(model: Path, repeats: int = 2000) -> float:
+    """Median time of one single-row predict() in R: the per-request floor."""
+    code = (
+        "suppressPackageStartupMessages(library(randomForest));"
+        f"m <- readRDS('{model}'); x <- MASS::Boston[1, ];"
+        "invisible(predict(m, x));"
+        f"s <- system.time(for (i in 1:{repeats}) predict(m, x))[['elapsed']];"
+        f"cat(s / {repeats})"
+    )
+    out = subprocess.run(
+        ["Rscript", "--vanilla", "-e", code], check=True, capture_output=True, text=True
+    ).stdout
+    return float(out.strip())

@@ -1,0 +1,235 @@
+"""Bad input never gets a 500: every error class has its status and the common JSON shape,
+and the server keeps serving after each of them."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from runtime.conftest import ServerFactory
+from runtime.server import NativeServer
+
+SCRIPTS = Path(__file__).parent / "scripts"
+ERROR_KEYS = {"status", "code", "message", "request_id", "details"}
+
+
+def strict_config(config: dict[str, Any]) -> None:
+    """Boston plus optional typed columns, extra columns rejected, small limits, a script."""
+    config["input"]["columns"] += [
+        {
+            "name": "species",
+            "type": "factor",
+            "required": False,
+            "min": None,
+            "max": None,
+            "levels": ["a", "b"],
+            "allowed": None,
+        },
+        {
+            "name": "city",
+            "type": "string",
+            "required": False,
+            "min": None,
+            "max": None,
+            "levels": None,
+            "allowed": ["x", "y"],
+        },
+        {
+            "name": "flag",
+            "type": "boolean",
+            "required": False,
+            "min": None,
+            "max": None,
+            "levels": None,
+            "allowed": None,
+        },
+    ]
+    config["input"]["extra_columns"] = "reject"
+    config["input"]["max_rows"] = 5
+    config["runtime"]["max_body_bytes"] = 8192
+    config["scoring"]["script"] = str(SCRIPTS / "strict_score.R")
+
+
+@pytest.fixture(scope="module")
+def strict_server(server_factory: ServerFactory) -> NativeServer:
+    return server_factory(strict_config, env={"RMP_WORKERS": "1"})
+
+
+@pytest.fixture(scope="module")
+def rows(r_predictions: dict) -> list[dict[str, Any]]:
+    """Five Boston rows without the target column."""
+    return [{k: v for k, v in row.items() if k != "medv"} for row in r_predictions["rows"][:5]]
+
+
+def assert_error(response: requests.Response, status: int, code: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["Content-Type"].startswith("application/json")
+    error = response.json()["error"]
+    assert set(error) == ERROR_KEYS
+    assert error["status"] == status
+    assert error["code"] == code
+    assert error["request_id"] == response.headers["X-Request-Id"]
+    assert "Traceback" not in error["message"] and "\n  at " not in error["message"]
+    return error
+
+
+def problems(error: dict[str, Any]) -> set[tuple[Any, str]]:
+    return {(detail["row"], detail["field"]) for detail in error["details"]}
+
+
+def post_json(server: NativeServer, path: str, body: Any) -> requests.Response:
+    return requests.post(server.url(path), json=body, timeout=30)
+
+
+def still_serving(server: NativeServer, rows: list[dict[str, Any]]) -> None:
+    response = post_json(server, "/predict", rows[:1])
+    assert response.status_code == 200, response.text
+
+
+def test_malformed_json_is_400(boston_server: NativeServer, rows: list) -> None:
+    response = requests.post(
+        boston_server.url("/predict"),
+        data=b'[{"crim": 1,',
+        timeout=30,
+        headers={"Content-Type": "application/json"},
+    )
+    assert_error(response, 400, "malformed_json")
+    still_serving(boston_server, rows)
+
+
+def test_empty_body_is_400(boston_server: NativeServer, rows: list) -> None:
+    response = requests.post(
+        boston_server.url("/score"),
+        data=b"",
+        timeout=30,
+        headers={"Content-Type": "application/json"},
+    )
+    assert_error(response, 400, "malformed_json")
+
+
+def test_wrong_content_type_is_415(boston_server: NativeServer, rows: list) -> None:
+    response = requests.post(
+        boston_server.url("/predict"),
+        data="crim=1",
+        timeout=30,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert_error(response, 415, "unsupported_media_type")
+    still_serving(boston_server, rows)
+
+
+def test_body_over_the_limit_is_413(strict_server: NativeServer, rows: list) -> None:
+    response = post_json(strict_server, "/predict", {"data": rows, "padding": "x" * 10000})
+    assert_error(response, 413, "body_too_large")
+    still_serving(strict_server, rows)
+
+
+def test_more_rows_than_max_rows_is_413(strict_server: NativeServer, rows: list) -> None:
+    error = assert_error(
+        post_json(strict_server, "/predict", rows + rows[:1]), 413, "too_many_rows"
+    )
+    assert "6" in error["message"] and "5" in error["message"]
+    still_serving(strict_server, rows)
+
+
+def test_missing_columns_are_listed(boston_server: NativeServer, rows: list) -> None:
+    broken = [{k: v for k, v in row.items() if k not in {"crim", "lstat"}} for row in rows]
+    error = assert_error(post_json(boston_server, "/score", {"df": broken}), 422, "invalid_input")
+    assert problems(error) == {(None, "crim"), (None, "lstat")}
+    still_serving(boston_server, rows)
+
+
+def test_wrong_types_name_every_row_and_field(boston_server: NativeServer, rows: list) -> None:
+    broken = copy.deepcopy(rows)
+    broken[0]["crim"] = "high"
+    broken[2]["zn"] = True
+    broken[3]["rm"] = [6.5]
+    broken[4]["nox"] = None
+    error = assert_error(post_json(boston_server, "/predict", broken), 422, "invalid_input")
+    assert problems(error) == {(0, "crim"), (2, "zn"), (3, "rm"), (4, "nox")}
+    by_field = {detail["field"]: detail["problem"] for detail in error["details"]}
+    assert by_field["crim"] == "expected number, got string"
+    assert by_field["zn"] == "expected number, got boolean"
+    still_serving(boston_server, rows)
+
+
+def test_out_of_range_and_non_integer_values(boston_server: NativeServer, rows: list) -> None:
+    broken = copy.deepcopy(rows)
+    broken[1]["chas"] = 2
+    broken[3]["rad"] = 0
+    broken[3]["crim"] = -1.5
+    broken[4]["rad"] = 2.5
+    error = assert_error(post_json(boston_server, "/predict", broken), 422, "invalid_input")
+    assert problems(error) == {(1, "chas"), (3, "rad"), (3, "crim"), (4, "rad")}
+    still_serving(boston_server, rows)
+
+
+def test_unknown_levels_and_disallowed_values(strict_server: NativeServer, rows: list) -> None:
+    broken = copy.deepcopy(rows)
+    broken[0]["species"] = "c"
+    broken[1]["species"] = "a"
+    broken[2]["city"] = "z"
+    broken[3]["flag"] = "yes"
+    error = assert_error(post_json(strict_server, "/predict", broken), 422, "invalid_input")
+    assert problems(error) == {(0, "species"), (2, "city"), (3, "flag")}
+    still_serving(strict_server, rows)
+
+
+def test_typed_optional_columns_are_accepted(strict_server: NativeServer, rows: list) -> None:
+    extended = copy.deepcopy(rows)
+    extended[0].update(species="b", city="x", flag=True)
+    response = post_json(strict_server, "/predict", extended)
+    assert response.status_code == 200, response.text
+    assert len(response.json()["predictions"]) == len(rows)
+
+
+def test_extra_columns_are_ignored_by_default(boston_server: NativeServer, rows: list) -> None:
+    extended = [{**row, "medv": 24.0, "note": "whole row"} for row in rows]
+    response = post_json(boston_server, "/predict", extended)
+    assert response.status_code == 200, response.text
+
+
+def test_extra_columns_are_rejected_when_strict(strict_server: NativeServer, rows: list) -> None:
+    extended = [{**row, "medv": 24.0} for row in rows]
+    error = assert_error(post_json(strict_server, "/predict", extended), 422, "invalid_input")
+    assert problems(error) == {(None, "medv")}
+
+
+@pytest.mark.parametrize("body", [[], {}, 5, [1, 2], {"data": "x"}])
+def test_bodies_without_rows_are_422(boston_server: NativeServer, body: Any) -> None:
+    assert_error(post_json(boston_server, "/predict", body), 422, "invalid_input")
+
+
+def test_score_needs_the_df_key(boston_server: NativeServer, rows: list) -> None:
+    assert_error(post_json(boston_server, "/score", {"data": rows}), 422, "invalid_input")
+
+
+def test_error_in_scoring_code_is_500_without_trace(
+    strict_server: NativeServer, rows: list
+) -> None:
+    broken = copy.deepcopy(rows)
+    broken[1]["crim"] = 99
+    response = requests.post(
+        strict_server.url("/predict"),
+        json=broken,
+        timeout=30,
+        headers={"X-Request-Id": "trace-me-123"},
+    )
+    error = assert_error(response, 500, "scoring_error")
+    assert error["request_id"] == "trace-me-123"
+    assert "failure trigger" not in response.text
+    log = strict_server.stderr_path.read_text()
+    assert "trace-me-123" in log and "failure trigger" in log and "  at " in log
+    still_serving(strict_server, rows)
+
+
+def test_unknown_route_is_404(boston_server: NativeServer) -> None:
+    assert_error(requests.get(boston_server.url("/nope"), timeout=10), 404, "not_found")
+
+
+def test_wrong_method_is_405(boston_server: NativeServer) -> None:
+    assert_error(requests.get(boston_server.url("/predict"), timeout=10), 405, "method_not_allowed")
