@@ -86,8 +86,14 @@ build_kubernetes_command() {
 }
 
 build_etcd() {
-  (cd "$K8S_DIR/etcd" && CGO_ENABLED=0 nice -n 19 go build -trimpath -ldflags "-s -w" \
-    -o "$BIN/etcd" .)
+  if (cd "$K8S_DIR/etcd" && CGO_ENABLED=0 nice -n 19 go build -trimpath -ldflags "-s -w" \
+    -o "$BIN/etcd" .); then
+    return
+  fi
+  # Fallback named by issue 8: Debian's etcd-server (3.4 in bookworm).
+  [ -x /usr/bin/etcd ] || die "building etcd failed; the fallback is: apt-get install etcd-server"
+  info "building etcd failed; using Debian's $(/usr/bin/etcd --version | head -n 1)"
+  ln -sf /usr/bin/etcd "$BIN/etcd"
 }
 
 build_kwok() {

@@ -99,7 +99,9 @@ def build_manifest(manifest_arg: str, output: str | None, *, push: bool) -> str:
     err.print(f"building {rendered.image} from {rendered.out_dir}")
     result = build_image(rendered.out_dir, rendered.image, on_progress=progress_printer("build"))
     cached = len(result.steps) - len(result.rebuilt_steps)
-    out.print(f"built {rendered.image} ({result.image_id}; {cached} of {len(result.steps)} steps cached)")
+    out.print(
+        f"built {rendered.image} ({result.image_id}; {cached} of {len(result.steps)} steps cached)"
+    )
     if push:
         digest = push_image(rendered.image, on_progress=progress_printer("push"))
         out.print(f"pushed {digest}")
@@ -109,6 +111,82 @@ def build_manifest(manifest_arg: str, output: str | None, *, push: bool) -> str:
 def cmd_build(args: argparse.Namespace) -> int:
     build_manifest(args.manifest, args.output, push=args.push)
     return 0
+
+
+def cmd_size(args: argparse.Namespace) -> int:
+    from rmodelpack.manifest import load_manifest
+    from rmodelpack.render import predict_body, render, write_atomically
+    from rmodelpack.size import SIZING_FILE, size_image, sizing_workers
+
+    manifest, base_dir = load_manifest(args.manifest)
+    body = predict_body(manifest, base_dir)
+    if body is None:
+        raise UsageError("sizing scores example rows: set input.example in the manifest")
+    target = Path(args.output) if args.output else default_out_dir(args.manifest)
+    image = build_manifest(args.manifest, str(target), push=False)
+    rendered = render(args.manifest, target)
+    workers = sizing_workers(manifest, args.workers)
+    err.print(f"measuring {image} with 1 and {workers} worker(s) on 127.0.0.1:{args.port}")
+    sizing = size_image(
+        manifest,
+        image=image,
+        model_sha256=rendered.model_sha256,
+        example_body=body.encode(),
+        workers=workers,
+        port=args.port,
+        on_progress=progress_printer("size"),
+    )
+    files = {p: (rendered.out_dir / p).read_bytes() for p in rendered.files}
+    files[SIZING_FILE] = sizing.to_json().encode()
+    write_atomically(files, rendered.out_dir)
+    render(args.manifest, target)
+    print_sizing(sizing)
+    warn_if_manifest_memory_is_low(manifest, sizing)
+    return 0
+
+
+def warn_if_manifest_memory_is_low(manifest, sizing) -> None:
+    from rmodelpack.size import parse_mib
+
+    resources = manifest.service.resources
+    for kind, needed in (("requests", sizing.request_mib), ("limits", sizing.limit_mib)):
+        group = getattr(resources, kind, None) if resources else None
+        if group is not None and group.memory is not None and parse_mib(group.memory) < needed:
+            err.print(
+                f"warning: service.resources.{kind}.memory is {group.memory} but the "
+                f"measurement suggests {needed}Mi; pods may be OOM-killed or evicted"
+            )
+
+
+def print_sizing(sizing) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"memory of {sizing.image}")
+    for column in ("workers", "process", "PSS MiB", "RSS MiB"):
+        table.add_column(column)
+    measurements = [sizing.one_worker]
+    if sizing.workers > 1:
+        measurements.append(sizing.n_workers)
+    for measurement in measurements:
+        for process in measurement.processes:
+            table.add_row(
+                str(measurement.workers),
+                process.command,
+                f"{process.pss_mib:.1f}",
+                f"{process.rss_mib:.1f}",
+            )
+        table.add_row(
+            str(measurement.workers),
+            "[b]container working set[/b]",
+            f"{measurement.working_set_mib:.1f}",
+            "",
+        )
+    out.print(table)
+    out.print(f"each extra worker adds {sizing.per_extra_worker_mib:.1f} MiB")
+    out.print(
+        f"values.yaml: resources.requests.memory {sizing.request_mib}Mi, "
+        f"resources.limits.memory {sizing.limit_mib}Mi (unless the manifest sets them)"
+    )
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
@@ -210,6 +288,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("-o", "--output", help=output_help)
     sub.add_argument("--push", action="store_true", help="push to image.repository afterwards")
 
+    sub = add("size", cmd_size, "Measure the image's memory with 1 and N workers; size values.")
+    sub.add_argument("manifest", help=manifest_help)
+    sub.add_argument("-o", "--output", help=output_help)
+    sub.add_argument("--workers", type=int, help="N (default: runtime.workers or the CPU request)")
+    sub.add_argument("-p", "--port", type=int, default=18080, help="port on 127.0.0.1 to use")
+
     sub = add("deploy", cmd_deploy, "helm upgrade --install the chart with the rendered values.")
     sub.add_argument("target", help="rmodel.yaml (or its folder), or a rendered values.yaml")
     sub.add_argument("-o", "--output", help=output_help)
@@ -225,7 +309,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub.add_argument("--timeout", default="10m", help="how long helm waits (default: 10m)")
 
-    sub = add("serve", cmd_serve, "Run the scoring server locally: natively (R + nginx) or in docker.")
+    sub = add(
+        "serve", cmd_serve, "Run the scoring server locally: natively (R + nginx) or in docker."
+    )
     sub.add_argument("manifest", help=manifest_help)
     sub.add_argument("-o", "--output", help=output_help)
     sub.add_argument("-p", "--port", type=int, default=8000, help="port on 127.0.0.1")

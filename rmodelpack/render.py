@@ -26,6 +26,7 @@ import yaml
 from rmodelpack import __version__
 from rmodelpack.exceptions import RenderError
 from rmodelpack.manifest import Manifest, load_manifest
+from rmodelpack.size import SIZING_FILE, sizing_workers, stored_sizing
 
 IMAGE_ROOT = "/opt/rmodelpack"
 CONTAINER_UID = 10001
@@ -84,9 +85,7 @@ def debian_package_for(r_package: str) -> str:
     return f"r-cran-{r_package.lower()}"
 
 
-def split_r_packages(
-    packages: list[str], flavor: str = "debian"
-) -> tuple[list[str], list[str]]:
+def split_r_packages(packages: list[str], flavor: str = "debian") -> tuple[list[str], list[str]]:
     """Return (Debian packages, CRAN packages) for the R packages the image still lacks.
 
     Debian's r-cran-* binaries fit only the Debian flavour; rocker images take every package
@@ -229,6 +228,20 @@ def previous_hashes(values_path: Path) -> dict[str, str]:
         return {}
 
 
+def resources_values(manifest: Manifest, sizing: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The manifest's resources; memory the manifest leaves out comes from `rmodelpack size`."""
+    resources = manifest.service.resources
+    values = resources.model_dump() if resources else {}
+    if sizing is None:
+        return values
+    measured = {"requests": f"{sizing['request_mib']}Mi", "limits": f"{sizing['limit_mib']}Mi"}
+    for kind, memory in measured.items():
+        current = values.get(kind) or {}
+        if current.get("memory") is None:
+            values[kind] = {**current, "memory": memory}
+    return values
+
+
 def chart_values(
     manifest: Manifest,
     *,
@@ -236,6 +249,7 @@ def chart_values(
     model_sha256: str,
     users: list[str],
     predict_body: str | None,
+    sizing: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Values for chart/: what the manifest determines; the chart supplies every other default."""
     service = manifest.service
@@ -280,7 +294,7 @@ def chart_values(
             "targetCPUUtilizationPercentage": service.autoscaling.target_cpu,
             "targetMemoryUtilizationPercentage": service.autoscaling.target_memory,
         },
-        "resources": service.resources and service.resources.model_dump(),
+        "resources": resources_values(manifest, sizing),
         "tests": {"predictBody": predict_body},
     }
     return _drop_none(values)
@@ -373,22 +387,41 @@ def predict_body(manifest: Manifest, base_dir: Path) -> str | None:
         raise RenderError(f"input.example: {path} is not readable JSON ({exc})") from exc
 
 
+def current_sizing(
+    manifest: Manifest, previous_dir: Path | None, model_sha256: str
+) -> dict[str, Any] | None:
+    if previous_dir is None:
+        return None
+    sizing = stored_sizing(previous_dir, model_sha256)
+    if sizing is None or sizing.get("workers") != sizing_workers(manifest, None):
+        return None
+    return sizing
+
+
 def render_files(
-    manifest: Manifest, base_dir: Path, *, previous_values: Path | None = None
+    manifest: Manifest, base_dir: Path, *, previous_dir: Path | None = None
 ) -> tuple[dict[str, bytes], str, str]:
-    """Return (files, image reference, model sha256) for a validated manifest."""
+    """Return (files, image reference, model sha256) for a validated manifest.
+
+    ``previous_dir`` is an earlier output: its bcrypt hashes are kept when the passwords still
+    match, and its sizing.json (from `rmodelpack size`) is kept while the model is the same.
+    """
     model_sha256 = sha256_file(base_dir / manifest.model.path)
     files = image_files(manifest, base_dir, model_sha256)
     tag = image_tag(manifest, files)
-    previous = previous_hashes(previous_values) if previous_values else {}
+    previous = previous_hashes(previous_dir / "values.yaml") if previous_dir else {}
+    sizing = current_sizing(manifest, previous_dir, model_sha256)
     values = chart_values(
         manifest,
         image_tag=tag,
         model_sha256=model_sha256,
         users=htpasswd_lines(manifest, base_dir, previous),
         predict_body=predict_body(manifest, base_dir),
+        sizing=sizing,
     )
     files["values.yaml"] = dump_values(values)
+    if sizing is not None:
+        files[SIZING_FILE] = (json.dumps(sizing, indent=2, sort_keys=True) + "\n").encode()
     return files, f"{manifest.repository}:{tag}", model_sha256
 
 
@@ -431,8 +464,6 @@ def render(manifest_path: str | Path, out_dir: str | Path) -> RenderResult:
     """Validate the manifest and write the build context + values.yaml to out_dir."""
     manifest, base_dir = load_manifest(manifest_path)
     out = Path(out_dir)
-    files, image, model_sha256 = render_files(
-        manifest, base_dir, previous_values=out / "values.yaml"
-    )
+    files, image, model_sha256 = render_files(manifest, base_dir, previous_dir=out)
     write_atomically(files, out)
     return RenderResult(out.resolve(), image, model_sha256, tuple(sorted(files)))

@@ -199,7 +199,7 @@ rmp_call_light <- function(handler, req) {
 # router holds): plumber's routing, hooks and serializer steps cost about as much as the
 # scoring itself (benchmarks/README.md). plumber answers everything else. Every answer is
 # counted for /metrics.
-rmp_app <- function(ctx, metrics) {
+rmp_app <- function(ctx, metrics, idle_gc) {
   pr <- ctx$router
   hot <- ctx$scoring_handlers
   list(call = function(req) {
@@ -208,6 +208,7 @@ rmp_app <- function(ctx, metrics) {
     response <- if (is.null(handler)) rmp_fix_405(req, pr$call(req)) else rmp_call_light(handler, req)
     rmp_record(metrics, rmp_route_label(req$PATH_INFO), req$REQUEST_METHOD,
                response$status, rmp_now() - started)
+    rmp_note_request(idle_gc)
     response
   })
 }

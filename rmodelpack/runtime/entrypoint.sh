@@ -27,6 +27,13 @@ export RMP_RUN_DIR="$RUN_DIR"
 mkdir -p "$RUN_DIR/tmp"
 export TMPDIR="$RUN_DIR/tmp"
 
+# glibc raises its mmap threshold to the size of the largest block freed so far (up to 32 MB),
+# after which big temporaries (e.g. the forest copies randomForest's predict() makes) land in
+# the brk heap and are never handed back to the OS. A fixed threshold turns that rise off, so a
+# freed big vector is unmapped at once; R reads these at start, so they must be set here.
+export MALLOC_MMAP_THRESHOLD_="${MALLOC_MMAP_THRESHOLD_:-262144}"
+export MALLOC_TRIM_THRESHOLD_="${MALLOC_TRIM_THRESHOLD_:-1048576}"
+
 SUPERVISOR_PID=""
 NGINX_PID=""
 SHUTTING_DOWN=0

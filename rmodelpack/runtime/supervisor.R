@@ -58,23 +58,37 @@ rmp_update_ready <- function(run_dir, pids) {
   if (!want && file.exists(ready)) unlink(ready)
 }
 
-rmp_supervise <- function(ctx) {
-  workers <- ctx$cfg$runtime$workers
-  sup_metrics <- list(restarts = 0, model_load_seconds = ctx$load_seconds, workers = workers)
-  rmp_write_supervisor_metrics(ctx$run_dir, sup_metrics)
-  pids <- vapply(seq_len(workers), function(i) rmp_spawn_worker(ctx, i), 0L)
-  rmp_log("model loaded in ", round(ctx$load_seconds, 3), " s; ", workers, " worker(s) forked")
+# The supervisor keeps the model only while it forks: the workers share its pages
+# copy-on-write, and an idle full-size R process would only add memory. To replace a dead worker
+# it reads (and re-verifies) the model again.
+rmp_spawn_workers <- function(cfg, run_dir, ids, pids) {
+  ctx <- rmp_load_context(cfg, run_dir)
+  for (i in ids) pids[[i]] <- rmp_spawn_worker(ctx, i)
+  load_seconds <- ctx$load_seconds
+  rm(ctx)
+  gc(full = TRUE)
+  list(pids = pids, load_seconds = load_seconds)
+}
+
+rmp_supervise <- function(cfg, run_dir) {
+  workers <- cfg$runtime$workers
+  spawned <- rmp_spawn_workers(cfg, run_dir, seq_len(workers), integer(workers))
+  pids <- spawned$pids
+  sup_metrics <- list(restarts = 0, model_load_seconds = spawned$load_seconds, workers = workers)
+  rmp_write_supervisor_metrics(run_dir, sup_metrics)
+  rmp_log("model loaded in ", round(sup_metrics$model_load_seconds, 3), " s; ", workers,
+          " worker(s) forked")
   repeat {
-    for (i in seq_len(workers)) {
-      if (!rmp_alive(pids[[i]])) {
-        rmp_log("worker ", i, " (pid ", pids[[i]], ") died; starting a replacement")
-        unlink(file.path(ctx$run_dir, "ready"))
-        sup_metrics$restarts <- sup_metrics$restarts + 1
-        rmp_write_supervisor_metrics(ctx$run_dir, sup_metrics)
-        pids[[i]] <- rmp_spawn_worker(ctx, i)
-      }
+    dead <- which(!vapply(pids, rmp_alive, TRUE))
+    if (length(dead) > 0) {
+      rmp_log("worker(s) ", paste(dead, collapse = ", "), " (pid ",
+              paste(pids[dead], collapse = ", "), ") died; starting replacements")
+      unlink(file.path(run_dir, "ready"))
+      sup_metrics$restarts <- sup_metrics$restarts + length(dead)
+      rmp_write_supervisor_metrics(run_dir, sup_metrics)
+      pids <- rmp_spawn_workers(cfg, run_dir, dead, pids)$pids
     }
-    rmp_update_ready(ctx$run_dir, pids)
+    rmp_update_ready(run_dir, pids)
     Sys.sleep(0.1)
   }
 }
@@ -91,7 +105,7 @@ rmp_main <- function() {
   rmp_write_shutdown_env(cfg, run_dir)
   rmp_write_nginx_conf(cfg, run_dir, runtime_dir)
   rmp_set_thread_env(cfg$runtime$threads)
-  rmp_supervise(rmp_load_context(cfg, run_dir))
+  rmp_supervise(cfg, run_dir)
 }
 
 tryCatch(

@@ -11,11 +11,41 @@ rmp_alive <- function(pid) {
   !(state %in% c("Z", "X", ""))
 }
 
+# A full GC once the worker has been idle for a moment: predict() may leave big temporaries
+# (randomForest's .C call copies the whole forest) that are otherwise kept until the next
+# collection. With entrypoint.sh's fixed mmap threshold, freeing them unmaps them at once.
+rmp_idle_gc_seconds <- 1
+
+rmp_new_idle_gc <- function() {
+  state <- new.env(parent = emptyenv())
+  state$last_request <- 0
+  state$pending <- FALSE
+  state
+}
+
+rmp_note_request <- function(state) {
+  state$last_request <- rmp_now()
+  if (state$pending) return(invisible())
+  state$pending <- TRUE
+  later::later(function() rmp_gc_when_idle(state), rmp_idle_gc_seconds)
+}
+
+rmp_gc_when_idle <- function(state) {
+  idle <- rmp_now() - state$last_request
+  if (idle < rmp_idle_gc_seconds) {
+    later::later(function() rmp_gc_when_idle(state), rmp_idle_gc_seconds - idle)
+    return(invisible())
+  }
+  state$pending <- FALSE
+  gc(full = TRUE)
+  invisible()
+}
+
 rmp_run_worker <- function(ctx, worker_id, supervisor_pid) {
   socket <- rmp_socket_path(ctx$run_dir, worker_id)
   unlink(socket)
   rmp_state$metrics <- rmp_new_metrics(ctx$run_dir, worker_id)
-  app <- rmp_app(ctx, rmp_state$metrics)
+  app <- rmp_app(ctx, rmp_state$metrics, rmp_new_idle_gc())
   httpuv::startPipeServer(socket, mask = strtoi("077", 8L), app = app, quiet = TRUE)
   rmp_write_file_atomic(rmp_up_path(ctx$run_dir, worker_id), as.character(Sys.getpid()))
   # Serve until the supervisor is gone (it is this process's parent); service() returns after

@@ -129,6 +129,10 @@ def create_bound_claim(claim: str, namespace: str) -> None:
     )
 
 
+def is_hook(obj: dict) -> bool:
+    return "helm.sh/hook" in (obj["metadata"].get("annotations") or {})
+
+
 def deployment(objects: list[dict]) -> dict:
     return next(obj for obj in objects if obj["kind"] == "Deployment")
 
@@ -200,6 +204,12 @@ def test_deploy_upgrade_rollback_uninstall(
     )
     assert release_status(release, namespace)["info"]["status"] == "deployed"
     assert eventually(lambda: all_pods_ready(name, namespace))
+    # Every non-hook object the chart renders (HPA, PDB, NetworkPolicy, CRs...) is live.
+    installed = [obj for obj in objects if not is_hook(obj)]
+    live = kubectl(
+        "get", "-n", namespace, "-f", "-", "-o", "name", stdin=yaml.safe_dump_all(installed)
+    ).stdout.split()
+    assert len(live) == len(installed)
 
     helm(
         "upgrade",

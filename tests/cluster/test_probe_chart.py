@@ -75,6 +75,23 @@ def test_helm_dry_run_server_creates_nothing(namespace: str) -> None:
     assert not exists("deployment", RELEASE, namespace)
 
 
+def test_helm_dry_run_server_does_not_validate_objects(namespace: str, tmp_path: Path) -> None:
+    """Characterises helm: --dry-run=server only lets templates look up cluster state; it never
+    sends the objects to the API server, so an invalid object passes. Server-side validation
+    needs `kubectl apply --dry-run=server` (as test_api_server_accepts_every_rendered_object)."""
+    chart = tmp_path / "probe"
+    shutil.copytree(PROBE_CHART, chart)
+    traefik = chart / "templates" / "traefik.yaml"
+    traefik.write_text(traefik.read_text().replace("removeHeader: true", 'removeHeader: "no"'))
+    helm("install", RELEASE, str(chart), "-n", namespace, "--dry-run=server")
+    rendered = helm("template", RELEASE, str(chart), "-n", namespace).stdout
+    rejected = kubectl(
+        "apply", "--dry-run=server", "-n", namespace, "-f", "-", stdin=rendered, check=False
+    )
+    assert rejected.returncode != 0
+    assert "spec.basicAuth.removeHeader" in rejected.stderr
+
+
 def test_install_upgrade_rollback_uninstall(namespace: str) -> None:
     helm("install", RELEASE, str(PROBE_CHART), "-n", namespace, *WAIT)
     assert release_status(RELEASE, namespace)["info"]["status"] == "deployed"
