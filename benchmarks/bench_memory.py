@@ -1,20 +1,57 @@
-"""PSS per process of rmodelpack's server with a large model (the Boston forest, ntree = 3000).
+"""PSS per process of rmodelpack's server with large models, idle and under load.
 
-Starts the native server with workers = 1 and 2, warms every worker up with requests, then reads
-PSS/RSS from /proc/PID/smaps_rollup for the R supervisor, each R worker and nginx.
-Prints the table and how much the second worker adds relative to a single worker's PSS
-(goal: <= 60%). Not a test. Usage: .venv/bin/python benchmarks/bench_memory.py
+For each model (the Boston forest with randomForest ntree = 3000, whose predict() copies the
+forest through .C, and a ranger forest of about the same size, whose predict() does not) and for
+workers = 1 and 2: starts the native server, sends a load burst (wrk, 4 connections) and reads
+PSS/RSS from /proc/PID/smaps_rollup for the R supervisor, each R worker and nginx twice: in the
+middle of the burst ("load") and a few seconds after it ("idle", after the workers' idle GC).
+Prints how much the second worker adds relative to a single worker's PSS (goal: <= 60%).
+Not a test. Usage: .venv/bin/python benchmarks/bench_memory.py
 """
 
 from __future__ import annotations
 
+import argparse
+import subprocess
 import tempfile
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import requests
-from common import ONE_ROW, start_rmodelpack, train
+from common import ONE_ROW, boston_config, load_average, start_rmodelpack, train, wrk
 
 NTREE = 3000
+RANGER_TREES = 3500
+IDLE_WAIT_SECONDS = 3.0
+LOAD_SECONDS = 4
+
+
+def train_ranger(output: Path, trees: int = RANGER_TREES) -> Path:
+    code = (
+        "suppressPackageStartupMessages(library(ranger)); set.seed(20240101);"
+        f"m <- ranger(medv ~ ., data = MASS::Boston, num.trees = {trees}, num.threads = 1);"
+        f"saveRDS(m, '{output}')"
+    )
+    subprocess.run(["Rscript", "--vanilla", "-e", code], check=True)
+    return output
+
+
+def ranger_config(model: Path) -> dict[str, Any]:
+    config = boston_config(model)
+    config["packages"] = ["ranger"]
+    config["scoring"]["predict_args"] = {"num.threads": 1}
+    return config
+
+
+def in_memory_mb(model: Path, package: str) -> float:
+    code = (
+        f"suppressPackageStartupMessages(library({package}));"
+        f"cat(as.numeric(object.size(readRDS('{model}'))) / 2^20)"
+    )
+    out = subprocess.run(["Rscript", "--vanilla", "-e", code], check=True, capture_output=True)
+    return float(out.stdout)
 
 
 def rollup(pid: int) -> dict[str, float]:
@@ -34,6 +71,11 @@ def parent(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
 
+def malloc_env(pid: int) -> list[str]:
+    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return sorted(item.decode() for item in environ if item.startswith(b"MALLOC_"))
+
+
 def processes(server) -> list[tuple[str, int]]:
     workers = server.worker_pids()
     supervisor = parent(next(iter(workers.values())))
@@ -45,46 +87,100 @@ def processes(server) -> list[tuple[str, int]]:
     return found
 
 
-def measure(model: Path, workers: int, workdir: Path) -> dict[str, float]:
-    server = start_rmodelpack(model, workers, workdir)
+def snapshot(server) -> list[tuple[str, int, dict[str, float]]]:
+    return [(role, pid, rollup(pid)) for role, pid in processes(server)]
+
+
+def print_snapshot(title: str, rows: list[tuple[str, int, dict[str, float]]]) -> None:
+    print(f"  {title}")
+    header = ("process", "pid", "PSS MB", "RSS MB", "shared", "private")
+    print("    {:<14} {:>7} {:>8} {:>8} {:>8} {:>8}".format(*header))
+    for role, pid, mem in rows:
+        shared = mem["Shared_Clean"] + mem["Shared_Dirty"]
+        private = mem["Private_Clean"] + mem["Private_Dirty"]
+        print(
+            f"    {role:<14} {pid:>7} {mem['Pss']:>8.1f} {mem['Rss']:>8.1f} {shared:>8.1f}"
+            f" {private:>8.1f}"
+        )
+    print(f"    total PSS {total_pss(rows):.1f} MB")
+
+
+def total_pss(rows: list[tuple[str, int, dict[str, float]]]) -> float:
+    return sum(mem["Pss"] for _, _, mem in rows)
+
+
+def worker_pss(rows: list[tuple[str, int, dict[str, float]]]) -> float:
+    pss = [mem["Pss"] for role, _, mem in rows if role.startswith("R worker")]
+    return sum(pss) / len(pss)
+
+
+def supervisor_pss(rows: list[tuple[str, int, dict[str, float]]]) -> float:
+    return next(mem["Pss"] for role, _, mem in rows if role == "R supervisor")
+
+
+def measure(
+    model: Path, config: dict[str, Any], workers: int, workdir: Path
+) -> dict[str, list[tuple[str, int, dict[str, float]]]]:
+    server = start_rmodelpack(model, workers, workdir, config=config)
     try:
         with requests.Session() as session:
-            for _ in range(60 * workers):
-                session.post(server.url("/score"), json={"df": ONE_ROW}, timeout=30)
-        print(f"\nworkers={workers}")
-        print(f"  {'process':<14} {'pid':>7} {'PSS MB':>8} {'RSS MB':>8} {'shared MB':>10}")
-        totals: dict[str, float] = {"total": 0.0, "worker": 0.0, "supervisor": 0.0}
-        for role, pid in processes(server):
-            mem = rollup(pid)
-            shared = mem["Shared_Clean"] + mem["Shared_Dirty"]
-            print(f"  {role:<14} {pid:>7} {mem['Pss']:>8.1f} {mem['Rss']:>8.1f} {shared:>10.1f}")
-            totals["total"] += mem["Pss"]
-            if role.startswith("R worker"):
-                totals["worker"] += mem["Pss"] / workers
-            if role == "R supervisor":
-                totals["supervisor"] = mem["Pss"]
-        print(f"  total PSS {totals['total']:.1f} MB")
-        return totals
+            for _ in range(20 * workers):
+                session.post(server.url("/score"), json={"df": ONE_ROW}, timeout=60)
+        load: dict[str, float] = {}
+        burst = threading.Thread(
+            target=lambda: load.update(wrk(server.url("/score"), {"df": ONE_ROW}, 4, LOAD_SECONDS))
+        )
+        burst.start()
+        time.sleep(LOAD_SECONDS * 0.75)
+        during = snapshot(server)
+        burst.join()
+        time.sleep(IDLE_WAIT_SECONDS)
+        idle = snapshot(server)
+        burst_figures = f"{load['rps']:.0f} req/s, p99 {load['p99_ms']:.0f} ms"
+        print(f"\n workers={workers}  (burst: {burst_figures})")
+        print(f"  malloc env of worker 1: {' '.join(malloc_env(server.worker_pids()[1]))}")
+        print_snapshot("under load", during)
+        print_snapshot(f"idle ({IDLE_WAIT_SECONDS:.0f} s after the burst)", idle)
+        return {"load": during, "idle": idle}
     finally:
         server.terminate()
 
 
+def report(label: str, one: dict, two: dict) -> None:
+    print(f"\n{label}")
+    for phase in ("idle", "load"):
+        single_worker = worker_pss(one[phase])
+        added = total_pss(two[phase]) - total_pss(one[phase])
+        print(
+            f"  {phase:<5} second worker adds {added:6.1f} MB PSS = {added / single_worker:4.0%}"
+            f" of a single worker's PSS ({single_worker:.1f} MB; goal <= 60%); supervisor PSS"
+            f" {supervisor_pss(one[phase]):.1f} / {supervisor_pss(two[phase]):.1f} MB"
+            " (workers = 1 / 2)"
+        )
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--models", default="randomForest,ranger")
+    args = parser.parse_args()
+    print(f"load average: {load_average()}")
     with tempfile.TemporaryDirectory(prefix="rmp-mem-") as tmp:
-        model = train(NTREE, Path(tmp) / f"boston-rf-{NTREE}.rds")
-        size = model.stat().st_size / 2**20
-        print(f"model: randomForest ntree={NTREE}, {size:.1f} MB on disk")
-        one = measure(model, 1, Path(tmp))
-        two = measure(model, 2, Path(tmp))
-    added = two["total"] - one["total"]
-    print(
-        f"\nsecond worker adds {added:.1f} MB PSS = {added / one['worker']:.0%} of a single "
-        f"worker's PSS ({one['worker']:.1f} MB); goal <= 60%"
-    )
-    print(
-        f"supervisor PSS: {one['supervisor']:.1f} MB (workers=1), "
-        f"{two['supervisor']:.1f} MB (workers=2)"
-    )
+        workdir = Path(tmp)
+        for name in args.models.split(","):
+            if name == "randomForest":
+                model = train(NTREE, workdir / f"boston-rf-{NTREE}.rds")
+                config = boston_config(model)
+                title = f"randomForest ntree={NTREE}"
+            else:
+                model = train_ranger(workdir / f"boston-ranger-{RANGER_TREES}.rds")
+                config = ranger_config(model)
+                title = f"ranger num.trees={RANGER_TREES}"
+            size = in_memory_mb(model, name)
+            on_disk = model.stat().st_size / 2**20
+            print(f"\n=== {title}: {on_disk:.1f} MB on disk, {size:.1f} MB in R")
+            one = measure(model, config, 1, workdir / f"{name}-1")
+            two = measure(model, config, 2, workdir / f"{name}-2")
+            report(title, one, two)
 
 
 if __name__ == "__main__":

@@ -53,9 +53,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_rmodelpack(model: Path, workers: int, workdir: Path) -> NativeServer:
+def load_average() -> str:
+    """The 1/5/15-minute load averages: figures taken at a load above ~1 are not comparable."""
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def start_rmodelpack(
+    model: Path, workers: int, workdir: Path, config: dict[str, Any] | None = None
+) -> NativeServer:
+    workdir.mkdir(parents=True, exist_ok=True)
     config_path = workdir / f"rmodelpack-{workers}.json"
-    config_path.write_text(json.dumps(boston_config(model), indent=2, sort_keys=True))
+    config_path.write_text(json.dumps(config or boston_config(model), indent=2, sort_keys=True))
     server = start_native_server(
         config_path,
         free_port(),

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from conftest import EXAMPLES_DIR, REPO_ROOT, require_tool
 
-COMMANDS = ["init", "validate", "schema", "render", "build", "deploy", "serve"]
+COMMANDS = ["init", "validate", "schema", "render", "build", "size", "deploy", "serve"]
 BOSTON = EXAMPLES_DIR / "boston-rf"
 
 

@@ -115,6 +115,47 @@ process exit, so the kubelet never SIGKILLs a pod that is still finishing reques
 {{- end }}
 
 {{/*
+The ingress flavor decides which controller reads the routing objects. Flavor-dependent defaults
+(IngressClass, controller namespace, controller Service) live here so an empty value means "the
+usual one for this controller".
+*/}}
+{{- define "rmodelpack.isTraefik" -}}
+{{- if eq .Values.ingress.flavor "traefik" }}true{{ end }}
+{{- end }}
+
+{{- define "rmodelpack.isNginx" -}}
+{{- if eq .Values.ingress.flavor "nginx" }}true{{ end }}
+{{- end }}
+
+{{- define "rmodelpack.ingressClassName" -}}
+{{- default .Values.ingress.flavor .Values.ingress.className }}
+{{- end }}
+
+{{- define "rmodelpack.ingressControllerNamespace" -}}
+{{- $defaults := dict "traefik" "traefik" "nginx" "ingress-nginx" }}
+{{- default (get $defaults .Values.ingress.flavor) .Values.networkPolicy.ingressController.namespace }}
+{{- end }}
+
+{{- define "rmodelpack.ingressControllerService" -}}
+{{- $defaults := dict
+  "traefik" "traefik.traefik.svc.cluster.local"
+  "nginx" "ingress-nginx-controller.ingress-nginx.svc.cluster.local" }}
+{{- default (get $defaults .Values.ingress.flavor) .Values.tests.ingress.service }}
+{{- end }}
+
+{{- define "rmodelpack.ingressControllerTitle" -}}
+{{- get (dict "traefik" "Traefik" "nginx" "NGINX Ingress") .Values.ingress.flavor }}
+{{- end }}
+
+{{/*
+The htpasswd key in the auth Secret: Traefik's basicAuth middleware reads `users`, ingress-nginx
+(auth-secret-type auth-file) reads `auth`. Both accept the same bcrypt lines.
+*/}}
+{{- define "rmodelpack.authSecretKey" -}}
+{{- ternary "auth" "users" (eq .Values.ingress.flavor "nginx") }}
+{{- end }}
+
+{{/*
 Names of the Traefik Middlewares on the main router, in the order Traefik applies them: cheap
 rejections (IP, rate) before authentication, and buffering last, once the caller is known.
 */}}
@@ -148,8 +189,50 @@ A comma-separated list of Middleware names as the Ingress annotation wants them:
 {{- join "," $refs }}
 {{- end }}
 
+{{/*
+Traefik needs a second router on the `web` entrypoint for the https redirect; ingress-nginx
+redirects by annotation on the one Ingress.
+*/}}
 {{- define "rmodelpack.routeIsHttpRedirect" -}}
-{{- if and .Values.ingress.enabled .Values.tls.enabled .Values.ingress.httpRedirect }}true{{ end }}
+{{- if and .Values.ingress.enabled .Values.tls.enabled .Values.ingress.httpRedirect (include "rmodelpack.isTraefik" .) }}true{{ end }}
+{{- end }}
+
+{{/*
+ingress-nginx's annotations for everything the Traefik flavor does with middlewares and
+TLSOptions. Annotation values must be strings. The body limit is always set: ingress-nginx
+enforces its own 1m default otherwise, which would cut below a larger server.maxBodyBytes.
+The proxy timeouts outlast server.timeoutSeconds so the client gets the server's own timeout
+error rather than the controller's 504 (its default read timeout is 60s).
+*/}}
+{{- define "rmodelpack.nginxAnnotations" -}}
+{{- $v := .Values -}}
+nginx.ingress.kubernetes.io/proxy-body-size: {{ int64 $v.server.maxBodyBytes | quote }}
+nginx.ingress.kubernetes.io/proxy-read-timeout: {{ add $v.server.timeoutSeconds 5 | quote }}
+nginx.ingress.kubernetes.io/proxy-send-timeout: {{ add $v.server.timeoutSeconds 5 | quote }}
+{{- if $v.tls.enabled }}
+{{- /* force-ssl-redirect also redirects while cert-manager has not issued the Secret yet. */}}
+nginx.ingress.kubernetes.io/ssl-redirect: {{ $v.ingress.httpRedirect | toString | quote }}
+nginx.ingress.kubernetes.io/force-ssl-redirect: {{ $v.ingress.httpRedirect | toString | quote }}
+{{- end }}
+{{- if $v.ipAllowList.enabled }}
+{{- /* The pre-1.9 name; newer controllers read it as an alias of allowlist-source-range. */}}
+nginx.ingress.kubernetes.io/whitelist-source-range: {{ join "," $v.ipAllowList.sourceRange | quote }}
+{{- end }}
+{{- if $v.rateLimit.enabled }}
+{{- $unit := get (dict "1s" "rps" "1m" "rpm") (toString $v.rateLimit.period) }}
+nginx.ingress.kubernetes.io/limit-{{ $unit }}: {{ $v.rateLimit.average | toString | quote }}
+{{- /* nginx takes the burst as a multiple of the rate; round up so the burst is never smaller. */}}
+nginx.ingress.kubernetes.io/limit-burst-multiplier: {{ div (add $v.rateLimit.burst $v.rateLimit.average -1) $v.rateLimit.average | max 1 | toString | quote }}
+{{- with $v.rateLimit.connections }}
+nginx.ingress.kubernetes.io/limit-connections: {{ . | toString | quote }}
+{{- end }}
+{{- end }}
+{{- if $v.auth.enabled }}
+nginx.ingress.kubernetes.io/auth-type: basic
+nginx.ingress.kubernetes.io/auth-secret: {{ include "rmodelpack.authSecretName" . }}
+nginx.ingress.kubernetes.io/auth-secret-type: auth-file
+nginx.ingress.kubernetes.io/auth-realm: {{ default (include "rmodelpack.fullname" .) $v.auth.realm | quote }}
+{{- end }}
 {{- end }}
 
 {{/*
@@ -193,7 +276,22 @@ reported at once.
 {{- $messages = append $messages "auth.enabled needs auth.users (bcrypt htpasswd lines) or auth.existingSecret" }}
 {{- end }}
 {{- if and $v.auth.enabled (not $v.ingress.enabled) }}
-{{- $messages = append $messages "auth.enabled needs ingress.enabled: authentication is enforced by Traefik" }}
+{{- $messages = append $messages "auth.enabled needs ingress.enabled: authentication is enforced by the ingress controller" }}
+{{- end }}
+{{- if and (eq $v.ingress.kind "IngressRoute") (ne $v.ingress.flavor "traefik") }}
+{{- $messages = append $messages "ingress.kind=IngressRoute is a Traefik CRD: it needs ingress.flavor=traefik" }}
+{{- end }}
+{{- if and $v.rateLimit.enabled $v.rateLimit.connections (ne $v.ingress.flavor "nginx") }}
+{{- $messages = append $messages "rateLimit.connections is an ingress-nginx limit (limit-connections): it needs ingress.flavor=nginx, or set it to 0" }}
+{{- end }}
+{{- if eq $v.ingress.flavor "nginx" }}
+{{- if and $v.rateLimit.enabled (not (has (toString $v.rateLimit.period) (list "1s" "1m"))) }}
+{{- $messages = append $messages (printf "rateLimit.period=%s: ingress-nginx limits per second or per minute only; use 1s or 1m" (toString $v.rateLimit.period)) }}
+{{- end }}
+{{- /* ingress-nginx refuses other characters in auth-realm (its annotation validation). */}}
+{{- if and $v.auth.enabled (not (regexMatch "^[-._~a-zA-Z0-9/: ]*$" (default (include "rmodelpack.fullname" .) $v.auth.realm))) }}
+{{- $messages = append $messages "auth.realm: ingress-nginx accepts only letters, digits, spaces and -._~/: in the realm" }}
+{{- end }}
 {{- end }}
 {{- if and $v.tls.enabled $v.tls.issuer.create }}
 {{- if and (hasPrefix "acme" $v.tls.issuer.type) (not $v.tls.issuer.acme.email) }}
