@@ -67,10 +67,6 @@ def children(pid: int) -> list[int]:
     return [int(p) for p in path.read_text().split()] if path.exists() else []
 
 
-def parent(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-
-
 def malloc_env(pid: int) -> list[str]:
     environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
     return sorted(item.decode() for item in environ if item.startswith(b"MALLOC_"))
@@ -78,7 +74,7 @@ def malloc_env(pid: int) -> list[str]:
 
 def processes(server) -> list[tuple[str, int]]:
     workers = server.worker_pids()
-    supervisor = parent(next(iter(workers.values())))
+    supervisor = int((server.run_dir / "supervisor.pid").read_text())
     nginx_master = int((server.run_dir / "nginx.pid").read_text())
     found = [("R supervisor", supervisor)]
     found += [(f"R worker {i}", pid) for i, pid in sorted(workers.items())]

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -100,25 +101,20 @@ def start_baseline(model: Path, port: int) -> subprocess.Popen[bytes]:
 def wrk(
     url: str, body: Any, connections: int = 8, seconds: int = 5, close: bool = False
 ) -> dict[str, float]:
-    """Bounded wrk run of POSTs; returns requests/s, p50/p99 ms and non-2xx/socket errors."""
+    """Bounded wrk run of POSTs (one wrk thread, so it takes at most one core); returns
+    requests/s, p50/p99 ms, non-2xx/socket errors and wrk's own CPU use (cores)."""
     headers = 'wrk.headers["Content-Type"] = "application/json"\n'
     if close:
         headers += 'wrk.headers["Connection"] = "close"\n'
     script = f'wrk.method = "POST"\n{headers}wrk.body = {json.dumps(json.dumps(body))}\n'
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
         handle.write(script)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.monotonic()
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", handle.name]
     try:
         out = subprocess.run(
-            [
-                "wrk",
-                "-t2",
-                f"-c{connections}",
-                f"-d{seconds}s",
-                "--latency",
-                "-s",
-                handle.name,
-                url,
-            ],
+            [*command, url],
             check=True,
             capture_output=True,
             text=True,
@@ -126,7 +122,24 @@ def wrk(
         ).stdout
     finally:
         os.unlink(handle.name)
-    return parse_wrk(out)
+    elapsed = time.monotonic() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {**parse_wrk(out), "wrk_cpu": cpu / elapsed}
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process so far, from /proc/PID/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_for_quiet(max_seconds: float, threshold: float = 1.0) -> str:
+    """Waits (at most max_seconds) for the 1-minute load average to drop below threshold."""
+    deadline = time.monotonic() + max_seconds
+    while time.monotonic() < deadline and float(load_average().split()[0]) >= threshold:
+        time.sleep(10)
+    return load_average()
 
 
 def to_ms(text: str) -> float:

@@ -27,9 +27,9 @@ ETCD_PEER_PORT=23800
 APISERVER_PORT=16443
 CONTROLLER_MANAGER_PORT=16257
 SCHEDULER_PORT=16259
-KWOK_PORT=16280
 SERVICE_CIDR=10.96.0.0/16
 NODE_NAME=kwok-node-0
+GPU_NODE_NAME=kwok-gpu-node-0
 READY_TIMEOUT=90
 
 KUBECONFIG_FILE="$STATE/admin.kubeconfig"
@@ -236,9 +236,10 @@ etcd_healthy() { curl -fsS --max-time 3 "http://127.0.0.1:$ETCD_CLIENT_PORT/heal
 apiserver_ready() { https_ok "https://127.0.0.1:$APISERVER_PORT/readyz"; }
 controller_manager_healthy() { insecure_ok "https://127.0.0.1:$CONTROLLER_MANAGER_PORT/healthz"; }
 scheduler_healthy() { insecure_ok "https://127.0.0.1:$SCHEDULER_PORT/healthz"; }
-kwok_healthy() { curl -fsS --max-time 3 "http://127.0.0.1:$KWOK_PORT/healthz"; }
+# kwok serves no port here (one less listener); its health is the fake nodes' fresh heartbeat.
+kwok_healthy() { is_running kwok; }
 node_ready() {
-  [ "$(kube get node "$NODE_NAME" \
+  [ "$(kube get node "${1:-$NODE_NAME}" \
     -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" = True ]
 }
 
@@ -306,31 +307,38 @@ write_kwok_stages() {
 start_kwok() {
   [ -s "$STATE/kwok-stages.yaml" ] || write_kwok_stages
   start kwok --kubeconfig="$STATE/kwok.kubeconfig" --config="$STATE/kwok-stages.yaml" \
-    --manage-single-node="$NODE_NAME" --node-ip=127.0.0.1 --cidr=10.244.0.0/16 \
-    --node-lease-duration-seconds=40 --server-address="127.0.0.1:$KWOK_PORT"
-  wait_until kwok "$LOGS/kwok.log" kwok_healthy
+    --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake --node-ip=127.0.0.1 --cidr=10.244.0.0/16 \
+    --node-lease-duration-seconds=40
 }
 
-create_fake_node() {
-  # Capacity is generous: the fake node only has to admit every scenario's requests.
+# fake_node NAME EXTRA_LABELS EXTRA_ALLOCATABLE TAINTS: a Node object kwok manages (by annotation).
+fake_node() {
+  local name=$1 labels=$2 extra=$3 taints=$4
+  local resources="{cpu: \"32\", memory: 256Gi, pods: \"110\", ephemeral-storage: 100Gi$extra}"
   kube apply -f - >/dev/null <<NODE
 apiVersion: v1
 kind: Node
 metadata:
-  name: $NODE_NAME
+  name: $name
   annotations: {node.alpha.kubernetes.io/ttl: "0", kwok.x-k8s.io/node: fake}
-  labels:
-    kubernetes.io/arch: amd64
-    kubernetes.io/hostname: $NODE_NAME
-    kubernetes.io/os: linux
-    kubernetes.io/role: agent
-    type: kwok
+  labels: {kubernetes.io/arch: amd64, kubernetes.io/hostname: $name, kubernetes.io/os: linux, type: kwok$labels}
+spec:
+  taints: $taints
 status:
-  allocatable: {cpu: "32", memory: 256Gi, pods: "110", ephemeral-storage: 100Gi}
-  capacity: {cpu: "32", memory: 256Gi, pods: "110", ephemeral-storage: 100Gi}
+  allocatable: $resources
+  capacity: $resources
   nodeInfo: {architecture: amd64, operatingSystem: linux, kubeletVersion: fake, kubeProxyVersion: fake}
 NODE
-  wait_until "node $NODE_NAME Ready" "$LOGS/kwok.log" node_ready
+}
+
+# Capacity is generous: the fake nodes only have to admit every scenario's requests. The second
+# node mirrors an AKS GPU pool (accelerator label, NVIDIA device resource, the pool's taint).
+create_fake_nodes() {
+  fake_node "$NODE_NAME" "" "" "[]"
+  fake_node "$GPU_NODE_NAME" ", kubernetes.azure.com/accelerator: nvidia, agentpool: gpu" \
+    ", nvidia.com/gpu: \"4\"" "[{key: sku, value: gpu, effect: NoSchedule}]"
+  wait_until "node $NODE_NAME Ready" "$LOGS/kwok.log" node_ready "$NODE_NAME"
+  wait_until "node $GPU_NODE_NAME Ready" "$LOGS/kwok.log" node_ready "$GPU_NODE_NAME"
 }
 
 shared_dir() {
@@ -383,7 +391,7 @@ components() { echo etcd kube-apiserver kube-controller-manager kube-scheduler k
 
 healthy() {
   etcd_healthy && apiserver_ready && controller_manager_healthy && scheduler_healthy &&
-    kwok_healthy && node_ready
+    kwok_healthy && node_ready "$NODE_NAME" && node_ready "$GPU_NODE_NAME"
 } >/dev/null 2>&1
 
 cmd_up() {
@@ -403,7 +411,7 @@ cmd_up() {
   start_controller_manager
   start_scheduler
   start_kwok
-  create_fake_node
+  create_fake_nodes
   install_crds
   info "up in $((SECONDS - started))s; export KUBECONFIG=$KUBECONFIG_FILE"
 }
@@ -412,15 +420,15 @@ cmd_status() {
   local ok=0 name state
   for name in $(components); do
     if is_running "$name"; then state="running (pid $(pid_of "$name"))"; else state="stopped"; ok=1; fi
-    printf '%-24s %s\n' "$name" "$state"
+    printf '%-28s %s\n' "$name" "$state"
   done
-  check() { if "$2" >/dev/null 2>&1; then printf '%-24s ok\n' "$1"; else printf '%-24s FAIL\n' "$1"; ok=1; fi; }
+  check() { if "${@:2}" >/dev/null 2>&1; then printf '%-28s ok\n' "$1"; else printf '%-28s FAIL\n' "$1"; ok=1; fi; }
   check "etcd /health" etcd_healthy
   check "apiserver /readyz" apiserver_ready
   check "controller-manager" controller_manager_healthy
   check "scheduler" scheduler_healthy
-  check "kwok /healthz" kwok_healthy
   check "node $NODE_NAME Ready" node_ready
+  check "node $GPU_NODE_NAME Ready" node_ready "$GPU_NODE_NAME"
   if [ "$ok" -eq 0 ]; then
     printf 'server version: %s\n' "$(kube version -o json | jq -r .serverVersion.gitVersion)"
     printf 'KUBECONFIG=%s\n' "$KUBECONFIG_FILE"
@@ -444,12 +452,20 @@ cmd_down() {
   info "state removed ($STATE)"
 }
 
+# up and down from several shells (parallel test sessions) take turns.
+with_lock() {
+  mkdir -p "$(dirname "$STATE")"
+  exec 9>"$STATE.lock"
+  flock -w 900 9 || die "another ci/cluster.sh holds $STATE.lock for more than 900s"
+  "$@"
+}
+
 main() {
   case "${1:-}" in
-    build) build_all ;;
-    up) cmd_up ;;
+    build) with_lock build_all ;;
+    up) with_lock cmd_up ;;
     status) cmd_status ;;
-    down) cmd_down ;;
+    down) with_lock cmd_down ;;
     env) echo "export KUBECONFIG=$KUBECONFIG_FILE" ;;
     *) die "usage: ci/cluster.sh build|up|down|status|env" ;;
   esac

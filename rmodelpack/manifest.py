@@ -413,8 +413,18 @@ class ResourcesSpec(Strict):
     limits: ResourceList | None = None
 
 
+class IngressSpec(Strict):
+    flavor: Literal["traefik", "nginx"] | None = Field(
+        None, description="The ingress controller in front: Traefik (chart default) or NGINX."
+    )
+    class_name: str | None = Field(
+        None, description="IngressClass name, when it is not the flavor's usual one."
+    )
+
+
 class ServiceSpec(Strict):
     host: str | None = None
+    ingress: IngressSpec | None = None
     tls: TlsSpec | None = None
     auth: AuthSpec | None = None
     autoscaling: AutoscalingSpec | None = None

@@ -273,7 +273,11 @@ def chart_values(
             "drainSeconds": runtime.drain_seconds,
             "maxBodyBytes": runtime.max_body_bytes,
         },
-        "ingress": {"host": service.host},
+        "ingress": {
+            "host": service.host,
+            "flavor": service.ingress and service.ingress.flavor,
+            "className": service.ingress and service.ingress.class_name,
+        },
         "tls": service.tls
         and {
             "enabled": service.tls.enabled,

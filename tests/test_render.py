@@ -217,13 +217,36 @@ def test_the_wheel_ships_the_chart_runtime_and_base_images(tmp_path: Path):
     root = Path(__file__).parent.parent
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(root)],
-        check=True, capture_output=True, timeout=300,
+        check=True,
+        capture_output=True,
+        timeout=300,
     )
     (wheel,) = tmp_path.glob("rmodelpack-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    for required in ("rmodelpack/_chart/Chart.yaml", "rmodelpack/_chart/values.schema.json",
-                     "rmodelpack/_base_images/debian/Dockerfile",
-                     "rmodelpack/runtime/entrypoint.sh", "rmodelpack/templates/Dockerfile.j2",
-                     "rmodelpack/rscripts/describe.R",
-                     "rmodelpack/data/debian-bookworm-r-cran.txt"):
+    for required in (
+        "rmodelpack/_chart/Chart.yaml",
+        "rmodelpack/_chart/values.schema.json",
+        "rmodelpack/_base_images/debian/Dockerfile",
+        "rmodelpack/runtime/entrypoint.sh",
+        "rmodelpack/templates/Dockerfile.j2",
+        "rmodelpack/rscripts/describe.R",
+        "rmodelpack/data/debian-bookworm-r-cran.txt",
+    ):
         assert required in names, required
+
+
+def test_ingress_flavor_reaches_the_values(tmp_path: Path):
+    folder = trained(EXAMPLES_DIR / "boston-rf")
+    data = yaml.safe_load((folder / "rmodel.yaml").read_text())
+    data["service"]["ingress"] = {
+        "flavor": "nginx",
+        "class_name": "webapprouting.kubernetes.azure.com",
+    }
+    manifest = parse_manifest(data, source="m", base_dir=folder)
+    files, _, _ = render_files(manifest, folder)
+    values = yaml.safe_load(files["values.yaml"])
+    assert values["ingress"] == {
+        "host": "boston.example.com",
+        "flavor": "nginx",
+        "className": "webapprouting.kubernetes.azure.com",
+    }

@@ -68,7 +68,7 @@ rmp_read_json_body <- function(req) {
 
 rmp_body_key <- function(parsed, key) {
   if (!identical(key, "auto")) return(key)
-  if (is.data.frame(parsed) || is.null(names(parsed))) NULL else "data"
+  if (is.null(names(parsed))) NULL else "data"
 }
 
 rmp_handler_predict <- function(ctx, key, wrap) {
@@ -78,10 +78,9 @@ rmp_handler_predict <- function(ctx, key, wrap) {
   function(req, res) {
     body <- rmp_read_json_body(req)
     parsed <- rmp_parse_json(body)
-    rows_key <- rmp_body_key(parsed, key)
-    df <- rmp_rows_from_body(parsed, rows_key)
-    rmp_check_row_count(df, max_rows)
-    df <- validate(df, body, rows_key)
+    rows <- rmp_rows_from_body(parsed, rmp_body_key(parsed, key))
+    rmp_check_row_count(rows, max_rows)
+    df <- validate(rows, body)
     json <- predictor(df)
     out <- if (wrap) paste0("{\"predictions\":", json, "}") else as.character(json)
     rmp_json_response(res, 200L, out, rows = nrow(df))

@@ -38,7 +38,14 @@ SUPERVISOR_PID=""
 NGINX_PID=""
 SHUTTING_DOWN=0
 
-worker_pids() { cat "$RUN_DIR"/w*.up 2>/dev/null || true; }
+# One pid per line (the w<i>.up files have no trailing newline).
+worker_pids() {
+  local up
+  for up in "$RUN_DIR"/w*.up; do
+    [ -f "$up" ] && printf '%s\n' "$(cat "$up")"
+  done
+  return 0
+}
 
 stop_r() {
   local pids

@@ -71,13 +71,24 @@ rmp_prob_records <- function(probs) {
   lapply(seq_len(nrow(probs)), function(i) as.list(stats::setNames(probs[i, ], classes)))
 }
 
+# A JSON array of numbers that read back as exactly the same doubles: 15 significant digits
+# when that round-trips, 17 otherwise. Much cheaper than jsonlite::toJSON for this one shape.
+rmp_numbers_json <- function(values) {
+  finite <- is.finite(values)
+  text <- rep("null", length(values))
+  text[finite] <- sprintf("%.15g", values[finite])
+  inexact <- which(finite)[as.numeric(text[finite]) != values[finite]]
+  text[inexact] <- sprintf("%.17g", values[inexact])
+  paste0("[", paste(text, collapse = ","), "]")
+}
+
 # Returns a list(n = rows, json = JSON array text) in the shape of output.kind.
 rmp_shape_predictions <- function(result, kind) {
   result <- rmp_unwrap_prediction(result)
   switch(kind,
     value = {
       values <- as.numeric(result)
-      list(n = length(values), json = jsonlite::toJSON(values, digits = NA, na = "null"))
+      list(n = length(values), json = rmp_numbers_json(values))
     },
     class = {
       classes <- rmp_classes(result)

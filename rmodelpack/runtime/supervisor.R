@@ -1,5 +1,6 @@
-# rmodelpack's R supervisor: reads the config, writes the nginx config, loads the model once,
-# forks the workers (they share the model copy-on-write) and replaces any worker that dies.
+# rmodelpack's R supervisor: reads the config, writes the nginx config, has a loader child load
+# the model once and fork the workers (they share the model copy-on-write), and replaces any
+# worker that dies.
 # Started by entrypoint.sh as: Rscript --vanilla supervisor.R  (with RMP_RUN_DIR set).
 
 rmp_runtime_dir <- function() {
@@ -36,9 +37,8 @@ rmp_load_context <- function(cfg, run_dir) {
   ctx
 }
 
-rmp_spawn_worker <- function(ctx, worker_id) {
-  supervisor_pid <- Sys.getpid()
-  unlink(rmp_up_path(ctx$run_dir, worker_id))
+rmp_spawn_worker <- function(ctx, worker_id, supervisor_pid) {
+  force(supervisor_pid)
   job <- parallel::mcparallel(rmp_run_worker(ctx, worker_id, supervisor_pid), detached = TRUE)
   job$pid
 }
@@ -58,16 +58,27 @@ rmp_update_ready <- function(run_dir, pids) {
   if (!want && file.exists(ready)) unlink(ready)
 }
 
-# The supervisor keeps the model only while it forks: the workers share its pages
-# copy-on-write, and an idle full-size R process would only add memory. To replace a dead worker
-# it reads (and re-verifies) the model again.
-rmp_spawn_workers <- function(cfg, run_dir, ids, pids) {
+# The supervisor stays small: it never loads the model, its packages or plumber. A short-lived
+# loader child does: it reads (and verifies) the model, forks the workers, so that they share the
+# model's pages copy-on-write, and exits. Replacing a dead worker starts another loader. The
+# workers outlive their loader; they watch the supervisor's pid instead of their parent.
+rmp_load_and_fork <- function(cfg, run_dir, ids, supervisor_pid) {
+  force(supervisor_pid)
   ctx <- rmp_load_context(cfg, run_dir)
-  for (i in ids) pids[[i]] <- rmp_spawn_worker(ctx, i)
-  load_seconds <- ctx$load_seconds
-  rm(ctx)
-  gc(full = TRUE)
-  list(pids = pids, load_seconds = load_seconds)
+  pids <- vapply(ids, function(i) rmp_spawn_worker(ctx, i, supervisor_pid), 0L)
+  list(pids = pids, load_seconds = ctx$load_seconds)
+}
+
+rmp_spawn_workers <- function(cfg, run_dir, ids, pids) {
+  for (i in ids) unlink(rmp_up_path(run_dir, i))
+  # Evaluated here: a promise would be forced in the worker and give the worker's own pid.
+  supervisor_pid <- Sys.getpid()
+  job <- parallel::mcparallel(rmp_load_and_fork(cfg, run_dir, ids, supervisor_pid))
+  result <- parallel::mccollect(job)[[1]]
+  if (inherits(result, "try-error")) stop(attr(result, "condition"))
+  if (is.null(result$pids)) stop("the model loader process died before it forked the workers")
+  pids[ids] <- result$pids
+  list(pids = pids, load_seconds = result$load_seconds)
 }
 
 rmp_supervise <- function(cfg, run_dir) {
@@ -101,6 +112,7 @@ rmp_main <- function() {
     rmp_config_error("RMP_RUN_DIR must name an existing directory (entrypoint.sh sets it)")
   }
   cfg <- rmp_load_config()
+  rmp_write_file_atomic(file.path(run_dir, "supervisor.pid"), as.character(Sys.getpid()))
   dir.create(rmp_metrics_dir(run_dir), showWarnings = FALSE)
   rmp_write_shutdown_env(cfg, run_dir)
   rmp_write_nginx_conf(cfg, run_dir, runtime_dir)

@@ -48,8 +48,8 @@ rmp_run_worker <- function(ctx, worker_id, supervisor_pid) {
   app <- rmp_app(ctx, rmp_state$metrics, rmp_new_idle_gc())
   httpuv::startPipeServer(socket, mask = strtoi("077", 8L), app = app, quiet = TRUE)
   rmp_write_file_atomic(rmp_up_path(ctx$run_dir, worker_id), as.character(Sys.getpid()))
-  # Serve until the supervisor is gone (it is this process's parent); service() returns after
-  # each batch of requests, so the /proc check runs at most once a second.
+  # Serve until the supervisor is gone; service() returns after each batch of requests, so the
+  # /proc check runs at most once a second.
   checked <- rmp_now()
   repeat {
     httpuv::service(1000)

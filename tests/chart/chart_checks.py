@@ -1,5 +1,5 @@
-"""Checks shared by the chart tests: Pod Security "restricted", Traefik/cert-manager references,
-kubeconform reports. Scenario tests and rendered-example tests share them."""
+"""Checks shared by the chart tests: Pod Security "restricted", Traefik/ingress-nginx/cert-manager
+references, kubeconform reports. Scenario tests and rendered-example tests share them."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from chart.helm_template import NAMESPACE, by_kind
 
 MIDDLEWARES_ANNOTATION = "traefik.ingress.kubernetes.io/router.middlewares"
 TLS_OPTIONS_ANNOTATION = "traefik.ingress.kubernetes.io/router.tls.options"
+NGINX = "nginx.ingress.kubernetes.io/"
+TRAEFIK_KINDS = {"IngressRoute", "Middleware", "TLSOption"}
 RESTRICTED_VOLUME_TYPES = {
     "configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim",
     "projected", "secret",
@@ -100,6 +102,50 @@ def assert_certificate_secret_is_served(docs: list[dict]) -> None:
     certificates = by_kind(docs, "Certificate")
     if certificates:
         assert served == {c["spec"]["secretName"] for c in certificates}
+
+
+def auth_secret_references(docs: list[dict]) -> list[tuple[str, str]]:
+    """(Secret name, htpasswd key) for every basic-auth Secret a router names: ingress-nginx reads
+    the key `auth` (auth-secret-type auth-file), Traefik's basicAuth middleware the key `users`."""
+    references = []
+    for ingress in by_kind(docs, "Ingress"):
+        annotations = ingress["metadata"].get("annotations", {})
+        if name := annotations.get(f"{NGINX}auth-secret"):
+            assert annotations[f"{NGINX}auth-type"] == "basic"
+            assert annotations.get(f"{NGINX}auth-secret-type", "auth-file") == "auth-file"
+            references.append((name, "auth"))
+    for middleware in by_kind(docs, "Middleware"):
+        if basic := middleware["spec"].get("basicAuth"):
+            references.append((basic["secret"], "users"))
+    return references
+
+
+def assert_auth_secrets_resolve(docs: list[dict], existing: set[str] = frozenset()) -> None:
+    """Every auth Secret a router names is rendered holding exactly the key its controller reads,
+    unless it is an existing Secret the values point at (made outside the chart)."""
+    secrets = {s["metadata"]["name"]: s for s in by_kind(docs, "Secret")}
+    for name, key in auth_secret_references(docs):
+        if name in existing:
+            assert name not in secrets, f"{name} is an existing Secret but the chart renders it"
+            continue
+        assert name in secrets, f"auth Secret {name} is not in the render"
+        assert list(secrets[name]["data"]) == [key], (name, list(secrets[name]["data"]))
+
+
+def assert_one_flavor(docs: list[dict]) -> None:
+    """A render routes through Traefik or ingress-nginx, never a mix of both."""
+    annotations = [
+        key
+        for ingress in by_kind(docs, "Ingress")
+        for key in ingress["metadata"].get("annotations", {})
+    ]
+    nginx = any(key.startswith(NGINX) for key in annotations)
+    traefik = any(key.startswith("traefik.") for key in annotations) or any(
+        doc["kind"] in TRAEFIK_KINDS for doc in docs
+    )
+    assert not (nginx and traefik)
+    classes = {ingress["spec"]["ingressClassName"] for ingress in by_kind(docs, "Ingress")}
+    assert "traefik" not in classes if nginx else "nginx" not in classes
 
 
 def assert_all_valid(report: dict, manifests: str) -> None:

@@ -1,6 +1,6 @@
 """The values `rmodelpack render` writes for every example pass the same bar as the scenarios:
 helm lint --strict, kubeconform -strict (1.32 and 1.35, nothing skipped), "restricted" pods,
-consistent Traefik/cert-manager references, and no plaintext password."""
+consistent Traefik/ingress-nginx/cert-manager references, and no plaintext password."""
 
 from __future__ import annotations
 
@@ -16,7 +16,9 @@ import yaml
 
 from chart.chart_checks import (
     assert_all_valid,
+    assert_auth_secrets_resolve,
     assert_certificate_secret_is_served,
+    assert_one_flavor,
     assert_router_references_resolve,
     hardening_gaps,
     restricted_violations,
@@ -96,3 +98,6 @@ def test_rendered_values_route_consistently(helm, rendered_example):
     docs = parse_docs(render_text(values_files=[values], helm=helm))
     assert_router_references_resolve(docs)
     assert_certificate_secret_is_served(docs)
+    assert_one_flavor(docs)
+    existing = (yaml.safe_load(values.read_text()).get("auth") or {}).get("existingSecret")
+    assert_auth_secrets_resolve(docs, {existing} if existing else set())

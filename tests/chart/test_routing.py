@@ -1,17 +1,21 @@
-"""Traefik Ingress/IngressRoute, Middlewares, TLSOption and cert-manager objects agree."""
+"""Traefik Ingress/IngressRoute, Middlewares, TLSOption, ingress-nginx annotations and cert-manager
+objects agree."""
 
 from __future__ import annotations
 
 import jmespath
 import pytest
+import yaml
 
 from chart.chart_checks import (
     MIDDLEWARES_ANNOTATION,
+    assert_auth_secrets_resolve,
     assert_certificate_secret_is_served,
+    assert_one_flavor,
     assert_router_references_resolve,
     crd_refs,
 )
-from chart.helm_template import SCENARIOS, by_kind, one, render_chart
+from chart.helm_template import SCENARIOS, by_kind, one, render_chart, scenario_files
 
 pytestmark = pytest.mark.helm
 
@@ -24,6 +28,37 @@ def test_every_referenced_middleware_and_tls_option_is_rendered(scenario_docs, s
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_certificate_secret_is_the_one_the_router_serves(scenario_docs, scenario):
     assert_certificate_secret_is_served(scenario_docs(scenario))
+
+
+def existing_auth_secrets(scenario: str) -> set[str]:
+    if scenario == "default":
+        return set()
+    values = yaml.safe_load(scenario_files()[scenario].read_text())
+    return {name} if (name := (values.get("auth") or {}).get("existingSecret")) else set()
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_auth_secret_a_router_names_is_rendered_with_its_key(scenario_docs, scenario):
+    assert_auth_secrets_resolve(scenario_docs(scenario), existing_auth_secrets(scenario))
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_a_render_uses_one_ingress_flavor(scenario_docs, scenario):
+    assert_one_flavor(scenario_docs(scenario))
+
+
+def test_auth_secret_check_catches_a_wrong_key(helm):
+    """Control: a Traefik-keyed Secret behind an nginx Ingress fails the check above."""
+    docs = render_chart(
+        {
+            "ingress": {"flavor": "nginx"},
+            "auth": {"enabled": True, "users": ["a:$2b$12$" + "a" * 53]},
+        },
+        helm=helm,
+    )
+    one(docs, "Secret")["data"] = {"users": one(docs, "Secret")["data"]["auth"]}
+    with pytest.raises(AssertionError):
+        assert_auth_secrets_resolve(docs)
 
 
 def test_default_ingress_is_traefik_websecure_with_tls_and_http_redirect(scenario_docs):

@@ -18,8 +18,12 @@ from chart.helm_template import (
     render_text,
 )
 
-# The passwords whose bcrypt hashes chart/ci/everything-values.yaml holds.
-SCENARIO_PASSWORDS = ["ci-alice-Example-Passw0rd", "ci-bob-Example-Passw0rd"]
+# The passwords whose bcrypt hashes chart/ci/everything-values.yaml and nginx-values.yaml hold.
+SCENARIO_PASSWORDS = [
+    "ci-alice-Example-Passw0rd",
+    "ci-bob-Example-Passw0rd",
+    "ci-carol-Example-Passw0rd",
+]
 pytestmark = pytest.mark.helm
 
 

@@ -27,7 +27,7 @@ RENDER_EMITTED_VALUES = {
         "drainSeconds": 5,
         "maxBodyBytes": 1048576,
     },
-    "ingress": {"host": "boston.example.com"},
+    "ingress": {"host": "boston.example.com", "flavor": "nginx", "className": "nginx"},
     "tls": {"enabled": True, "issuerRef": {"kind": "ClusterIssuer", "name": "letsencrypt-prod"}},
     "auth": {
         "enabled": True,

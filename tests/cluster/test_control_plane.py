@@ -80,17 +80,23 @@ def test_every_component_listens_on_loopback_only(cluster: str) -> None:
     pids = component_pids().values()
     sockets = run("ss", "-Hltnp").stdout.splitlines()
     ours = [line for line in sockets if any(f"pid={pid}," in line for pid in pids)]
-    assert len(ours) >= len(CLUSTER_BINARIES), sockets
-    local_addresses = {line.split()[3].rsplit(":", 1)[0] for line in ours}
-    assert local_addresses == {"127.0.0.1"}, ours
+    endpoints = {line.split()[3] for line in ours}
+    assert {"127.0.0.1:16443", "127.0.0.1:23790"} <= endpoints  # apiserver, etcd clients
+    assert {endpoint.rsplit(":", 1)[0] for endpoint in endpoints} == {"127.0.0.1"}, ours
 
 
-def test_fake_node_is_ready_and_schedulable(cluster: str) -> None:
-    nodes = kubectl_json("get", "nodes")["items"]
-    assert [node["metadata"]["name"] for node in nodes] == ["kwok-node-0"]
-    conditions = {c["type"]: c["status"] for c in nodes[0]["status"]["conditions"]}
-    assert conditions["Ready"] == "True"
-    assert not nodes[0]["spec"].get("unschedulable", False)
+def test_fake_nodes_are_ready_and_the_gpu_pool_is_tainted(cluster: str) -> None:
+    nodes = {node["metadata"]["name"]: node for node in kubectl_json("get", "nodes")["items"]}
+    assert set(nodes) == {"kwok-node-0", "kwok-gpu-node-0"}
+    for node in nodes.values():
+        conditions = {c["type"]: c["status"] for c in node["status"]["conditions"]}
+        assert conditions["Ready"] == "True"
+        assert not node["spec"].get("unschedulable", False)
+    gpu = nodes["kwok-gpu-node-0"]
+    assert gpu["status"]["allocatable"]["nvidia.com/gpu"] == "4"
+    assert gpu["metadata"]["labels"]["kubernetes.azure.com/accelerator"] == "nvidia"
+    assert gpu["spec"]["taints"] == [{"key": "sku", "value": "gpu", "effect": "NoSchedule"}]
+    assert not nodes["kwok-node-0"]["spec"].get("taints")
 
 
 def test_restricted_namespace_rejects_a_non_compliant_pod(namespace: str) -> None:

@@ -129,7 +129,7 @@ def test_sigterm_lets_in_flight_requests_finish(
 def test_supervisor_death_stops_the_server(server_factory: ServerFactory) -> None:
     server = server_factory(env={"RMP_WORKERS": "1"})
     worker = server.worker_pids()[1]
-    supervisor = int(Path(f"/proc/{worker}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    supervisor = int((server.run_dir / "supervisor.pid").read_text())
     os.kill(supervisor, signal.SIGKILL)
     assert server.process.wait(timeout=20) != 0
     wait_until(lambda: not Path(f"/proc/{worker}").exists(), timeout=5)
