@@ -3,8 +3,9 @@
 For each model (the Boston forest with randomForest ntree = 3000, whose predict() copies the
 forest through .C, and a ranger forest of about the same size, whose predict() does not) and for
 workers = 1 and 2: starts the native server, sends a load burst (wrk, 4 connections) and reads
-PSS/RSS from /proc/PID/smaps_rollup for the R supervisor, each R worker and nginx twice: in the
-middle of the burst ("load") and a few seconds after it ("idle", after the workers' idle GC).
+PSS/RSS from /proc/PID/smaps_rollup for the R supervisor, each R worker and nginx twice: during
+the burst ("load", the mean of several samples) and a few seconds after it ("idle", after the
+workers' idle GC).
 Prints how much the second worker adds relative to a single worker's PSS (goal: <= 60%).
 Not a test. Usage: .venv/bin/python benchmarks/bench_memory.py
 """
@@ -25,7 +26,8 @@ from common import ONE_ROW, boston_config, load_average, start_rmodelpack, train
 NTREE = 3000
 RANGER_TREES = 3500
 IDLE_WAIT_SECONDS = 3.0
-LOAD_SECONDS = 4
+LOAD_SECONDS = 6
+LOAD_SAMPLES = 10
 
 
 def train_ranger(output: Path, trees: int = RANGER_TREES) -> Path:
@@ -87,6 +89,18 @@ def snapshot(server) -> list[tuple[str, int, dict[str, float]]]:
     return [(role, pid, rollup(pid)) for role, pid in processes(server)]
 
 
+def mean_snapshot(server, samples: int, interval: float) -> list[tuple[str, int, dict[str, float]]]:
+    """Per-process mean of several snapshots: under load PSS swings with each R GC."""
+    taken = []
+    for _ in range(samples):
+        taken.append(snapshot(server))
+        time.sleep(interval)
+    return [
+        (role, pid, {key: sum(s[i][2][key] for s in taken) / samples for key in mem})
+        for i, (role, pid, mem) in enumerate(taken[0])
+    ]
+
+
 def print_snapshot(title: str, rows: list[tuple[str, int, dict[str, float]]]) -> None:
     print(f"  {title}")
     header = ("process", "pid", "PSS MB", "RSS MB", "shared", "private")
@@ -127,15 +141,15 @@ def measure(
             target=lambda: load.update(wrk(server.url("/score"), {"df": ONE_ROW}, 4, LOAD_SECONDS))
         )
         burst.start()
-        time.sleep(LOAD_SECONDS * 0.75)
-        during = snapshot(server)
+        time.sleep(1)
+        during = mean_snapshot(server, LOAD_SAMPLES, (LOAD_SECONDS - 2) / LOAD_SAMPLES)
         burst.join()
         time.sleep(IDLE_WAIT_SECONDS)
         idle = snapshot(server)
         burst_figures = f"{load['rps']:.0f} req/s, p99 {load['p99_ms']:.0f} ms"
         print(f"\n workers={workers}  (burst: {burst_figures})")
         print(f"  malloc env of worker 1: {' '.join(malloc_env(server.worker_pids()[1]))}")
-        print_snapshot("under load", during)
+        print_snapshot(f"under load (mean of {LOAD_SAMPLES} samples)", during)
         print_snapshot(f"idle ({IDLE_WAIT_SECONDS:.0f} s after the burst)", idle)
         return {"load": during, "idle": idle}
     finally:

@@ -142,9 +142,12 @@ def wait_for_quiet(max_seconds: float, threshold: float = 1.0) -> str:
     return load_average()
 
 
-def to_ms(text: str) -> float:
-    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()
-    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+def to_ms(text: str | None) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text or "")
+    if match is None:
+        return float("nan")
+    value, unit = match.groups()
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
 
 
 def parse_wrk(out: str) -> dict[str, float]:
@@ -152,6 +155,8 @@ def parse_wrk(out: str) -> dict[str, float]:
         match = re.search(pattern, out)
         return match.group(1) if match else None
 
+    if find(r"Requests/sec:\s+([\d.]+)") is None:
+        raise RuntimeError(f"unexpected wrk output:\n{out}")
     return {
         "rps": float(find(r"Requests/sec:\s+([\d.]+)")),
         "p50_ms": to_ms(find(r"50%\s+(\S+)")),

@@ -209,7 +209,8 @@ start() {
     info "$name already running (pid $(pid_of "$name"))"
     return
   fi
-  nohup "$BIN/$name" "$@" >>"$LOGS/$name.log" 2>&1 </dev/null &
+  # 9>&-: the daemon must not inherit (and so hold forever) the lock taken by with_lock.
+  nohup "$BIN/$name" "$@" >>"$LOGS/$name.log" 2>&1 </dev/null 9>&- &
   echo $! >"$RUN/$name.pid"
   info "$name started (pid $!, log $LOGS/$name.log)"
 }

@@ -193,6 +193,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     from rmodelpack.deploy import deploy
 
     values, release = _values_and_release(args)
+    extra_values = [arg for path in args.values for arg in ("-f", str(_existing_file(path)))]
     result = deploy(
         values,
         release=release,
@@ -200,6 +201,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         chart=args.chart,
         dry_run=args.dry_run,
         timeout=args.timeout,
+        extra_args=extra_values,
     )
     if args.dry_run:
         sys.stdout.write(result.output)
@@ -207,6 +209,12 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         out.print(result.output.rstrip())
         out.print(f"deployed release {release}")
     return 0
+
+
+def _existing_file(path: str) -> Path:
+    if not Path(path).is_file():
+        raise UsageError(f"--values {path}: no such file")
+    return Path(path)
 
 
 def _values_and_release(args: argparse.Namespace) -> tuple[Path, str]:
@@ -308,6 +316,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="client: render the manifests offline; server: let the API server validate them",
     )
     sub.add_argument("--timeout", default="10m", help="how long helm waits (default: 10m)")
+    sub.add_argument(
+        "-f",
+        "--values",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="more chart values on top of the rendered ones (repeatable; later wins), "
+        "e.g. serviceMonitor settings that the manifest does not carry",
+    )
 
     sub = add(
         "serve", cmd_serve, "Run the scoring server locally: natively (R + nginx) or in docker."

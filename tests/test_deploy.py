@@ -102,3 +102,15 @@ def test_upgrade_is_atomic_and_waits_with_either_helm_major(tool: str, flag: str
     assert flag in command and "--wait" in command
     assert command[1:4] == ["upgrade", "--install", "r"]
     assert "--create-namespace" in command
+
+
+def test_extra_values_files_override_the_rendered_ones(rendered: Path, tmp_path: Path):
+    extra = tmp_path / "monitoring.yaml"
+    extra.write_text("serviceMonitor:\n  enabled: true\n  apiVersion: azmonitoring.coreos.com/v1\n")
+    result = rmodelpack("deploy", str(rendered / "values.yaml"), "--dry-run", "-f", str(extra))
+    assert result.returncode == 0, result.stderr
+    kinds = {(d["apiVersion"], d["kind"]) for d in yaml.safe_load_all(result.stdout) if d}
+    assert ("azmonitoring.coreos.com/v1", "ServiceMonitor") in kinds
+    missing = rmodelpack("deploy", str(rendered / "values.yaml"), "--dry-run", "-f", "nope.yaml")
+    assert missing.returncode == 2
+    assert "--values nope.yaml: no such file" in missing.stderr

@@ -717,7 +717,13 @@ def call_the_model(workspace: Workspace, call: str, image: str, docker_client) -
     """The doc's curl against the pushed image; the access log must carry the documented fields."""
     with running(image, docker_client) as base:
         answer = workspace.run(substitute(call, {'"https://$HOST/predict"': f'"{base}/predict"'}))
-        assert_access_log_matches_doc(container_logs(docker_client, base))
+        # nginx buffers the access log and flushes it at least once a second
+        deadline = time.monotonic() + 5
+        while '"path":"/predict"' not in (logs := container_logs(docker_client, base)):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert_access_log_matches_doc(logs)
     return json.loads(answer)["predictions"]
 
 

@@ -54,13 +54,18 @@ rmp_guard <- function(handler) {
   }
 }
 
+rmp_json_type_ok <- function(type) {
+  is.null(type) || !nzchar(type) || identical(type, "application/json") ||
+    grepl("^application/([a-z.+-]*\\+)?json\\b", tolower(type))
+}
+
 rmp_read_json_body <- function(req) {
   type <- req$CONTENT_TYPE
-  if (!is.null(type) && nzchar(type) && !grepl("^application/([a-z.+-]*\\+)?json\\b", tolower(type))) {
+  if (!rmp_json_type_ok(type)) {
     rmp_abort(415L, "unsupported_media_type",
               sprintf("expected Content-Type application/json, got %s", type))
   }
-  req$rook.input$rewind()
+  # httpuv hands every request a fresh stream positioned at the start: no rewind needed.
   body <- req$rook.input$read()
   if (length(body) == 0) rmp_abort(400L, "malformed_json", "the request body is empty")
   body

@@ -1,5 +1,6 @@
 # Prometheus metrics across forked workers. Each worker keeps its counters in memory and
-# flushes them to <run>/metrics/w<i>.rds after every request; /metrics sums the files.
+# flushes them to <run>/metrics/w<i>.rds at most 0.2 s after a request; /metrics sums the files
+# and the answers nginx made itself.
 # A replacement worker starts from its predecessor's file, so counters stay monotonic.
 
 rmp_buckets <- c(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -72,6 +73,20 @@ rmp_sum_counters <- function(run_dir) {
   total
 }
 
+# Requests nginx answered itself (body too large, no worker, timeout): one "METHOD /uri status"
+# line each in <run>/nginx-answers.log (nginx.conf.in).
+rmp_add_nginx_answers <- function(requests, run_dir) {
+  path <- file.path(run_dir, "nginx-answers.log")
+  lines <- if (file.exists(path)) readLines(path, warn = FALSE) else character(0)
+  parts <- strsplit(lines[nzchar(lines)], " ", fixed = TRUE)
+  for (part in Filter(function(p) length(p) == 3, parts)) {
+    key <- paste(rmp_route_label(part[[2]]), part[[1]], part[[3]], sep = "\t")
+    previous <- if (is.na(requests[key])) 0 else requests[[key]]
+    requests[[key]] <- previous + 1
+  }
+  requests
+}
+
 rmp_metric_header <- function(name, type, help) {
   c(sprintf("# HELP %s %s", name, help), sprintf("# TYPE %s %s", name, type))
 }
@@ -81,11 +96,13 @@ rmp_format_number <- function(x) {
 }
 
 rmp_requests_lines <- function(requests) {
-  keys <- sort(names(requests))
+  keys <- sort(as.character(names(requests)))
   parts <- strsplit(keys, "\t", fixed = TRUE)
   c(
-    rmp_metric_header("rmp_requests_total", "counter",
-                      "Requests answered by the R workers, by route, method and status."),
+    rmp_metric_header(
+      "rmp_requests_total", "counter",
+      "Requests answered, by route, method and status (nginx's own 413/502/504 included)."
+    ),
     vapply(seq_along(keys), function(i) sprintf(
       "rmp_requests_total{route=\"%s\",method=\"%s\",status=\"%s\"} %s",
       parts[[i]][[1]], parts[[i]][[2]], parts[[i]][[3]], rmp_format_number(requests[[keys[[i]]]])
@@ -112,6 +129,7 @@ rmp_gauge_lines <- function(name, type, help, value) {
 rmp_metrics_text <- function(run_dir, in_flight) {
   if (!is.null(rmp_state$metrics)) rmp_flush(rmp_state$metrics)
   counters <- rmp_sum_counters(run_dir)
+  counters$requests <- rmp_add_nginx_answers(counters$requests, run_dir)
   supervisor <- rmp_read_rds(file.path(rmp_metrics_dir(run_dir), "supervisor.rds")) %||%
     list(restarts = 0, model_load_seconds = NA, workers = NA)
   lines <- c(

@@ -13,7 +13,9 @@ rmp_metadata <- function(ctx) {
     packages = rmp_package_versions(cfg$packages),
     input = list(columns = cfg$input$columns, max_rows = cfg$input$max_rows,
                  extra_columns = cfg$input$extra_columns),
-    output = cfg$output
+    output = cfg$output,
+    runtime = list(workers = cfg$runtime$workers, threads = cfg$runtime$threads,
+                   omp_num_threads = Sys.getenv("OMP_NUM_THREADS"))
   )
 }
 

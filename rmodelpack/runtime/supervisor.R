@@ -28,7 +28,7 @@ rmp_load_context <- function(cfg, run_dir) {
   rmp_check_sha256(sha256, cfg$model$sha256, cfg$model$path)
   rmp_load_packages(cfg$packages)
   model <- readRDS(cfg$model$path)
-  scorer <- rmp_make_scorer(model, cfg$scoring)
+  scorer <- rmp_make_scorer(model, cfg$scoring, cfg$runtime$threads)
   ctx <- list(cfg = cfg, run_dir = run_dir, sha256 = sha256,
               predictor = rmp_make_predictor(scorer, cfg$output$kind))
   ctx$scoring_handlers <- rmp_scoring_handlers(ctx)

@@ -123,14 +123,39 @@ rmp_cast_column <- function(x, column) {
 
 rmp_key_in_any_row <- function(rows, name) any(vapply(rows, function(row) name %in% names(row), NA))
 
+# The common case in one cheap test: x holds a value of the right type for every row (no null,
+# no array) and all of them pass the column's checks. FALSE means "look closer", not "invalid".
+rmp_fast_check <- function(column) {
+  lo <- if (is.null(column$min)) -Inf else column$min
+  hi <- if (is.null(column$max)) Inf else column$max
+  whole <- column$type == "integer"
+  levels <- unlist(column$levels)
+  allowed <- unlist(column$allowed)
+  switch(rmp_expected_json_type(column$type),
+    number = function(x, values, n, body_has_boolean) {
+      length(x) == n && is.numeric(x) && !body_has_boolean && all(x >= lo & x <= hi) &&
+        (!whole || all(x == round(x)))
+    },
+    boolean = function(x, values, n, body_has_boolean) length(x) == n && is.logical(x),
+    string = function(x, values, n, body_has_boolean) {
+      length(x) == n && is.character(x) && all(vapply(values, is.character, NA)) &&
+        (is.null(levels) || all(x %in% levels)) && (is.null(allowed) || all(x %in% allowed))
+    }
+  )
+}
+
 # Returns function(rows, body_has_boolean) -> list(value = typed column or NULL, details = list).
 rmp_column_validator <- function(column) {
   name <- column$name
   checks <- rmp_value_checks(column)
+  fast_check <- rmp_fast_check(column)
   na <- rmp_na_of(column$type)
   function(rows, body_has_boolean) {
     values <- lapply(rows, .subset2, name)
     x <- unlist(values, recursive = FALSE, use.names = FALSE)
+    if (fast_check(x, values, length(rows), body_has_boolean)) {
+      return(list(value = rmp_cast_column(x, column)))
+    }
     present <- lengths(values) > 0L
     if (is.null(x) && !rmp_key_in_any_row(rows, name)) {
       if (isTRUE(column$required)) {

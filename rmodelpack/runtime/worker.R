@@ -14,6 +14,7 @@ rmp_alive <- function(pid) {
 # A full GC once the worker has been idle for a moment: predict() may leave big temporaries
 # (randomForest's .C call copies the whole forest) that are otherwise kept until the next
 # collection. With entrypoint.sh's fixed mmap threshold, freeing them unmaps them at once.
+# full = FALSE is not enough: copies that survived a collection during predict() are old.
 rmp_idle_gc_seconds <- 1
 
 rmp_new_idle_gc <- function() {

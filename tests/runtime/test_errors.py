@@ -128,6 +128,23 @@ def test_body_over_the_limit_is_413(strict_server: NativeServer, rows: list) -> 
     still_serving(strict_server, rows)
 
 
+def test_nginx_answers_are_counted_in_metrics(strict_server: NativeServer, rows: list) -> None:
+    """413 for a body over the limit never reaches R; /metrics still counts it."""
+    key = 'rmp_requests_total{route="/predict",method="POST",status="413"}'
+
+    def count() -> float:
+        for line in requests.get(strict_server.url("/metrics"), timeout=10).text.splitlines():
+            if line.startswith(key):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    before = count()
+    for _ in range(3):
+        response = post_json(strict_server, "/predict", {"data": rows, "padding": "x" * 10000})
+        assert response.status_code == 413
+    assert count() == before + 3
+
+
 def test_more_rows_than_max_rows_is_413(strict_server: NativeServer, rows: list) -> None:
     error = assert_error(
         post_json(strict_server, "/predict", rows + rows[:1]), 413, "too_many_rows"
@@ -177,6 +194,22 @@ def test_unknown_levels_and_disallowed_values(strict_server: NativeServer, rows:
     error = assert_error(post_json(strict_server, "/predict", broken), 422, "invalid_input")
     assert problems(error) == {(0, "species"), (2, "city"), (3, "flag")}
     still_serving(strict_server, rows)
+
+
+def test_numbers_and_booleans_among_strings_are_named(
+    strict_server: NativeServer, rows: list
+) -> None:
+    """unlist() would turn 5 into "5"; the validator must still see a number."""
+    broken = copy.deepcopy(rows)
+    broken[1]["city"] = 5
+    broken[2]["city"] = "x"
+    broken[3]["species"] = True
+    error = assert_error(post_json(strict_server, "/predict", broken), 422, "invalid_input")
+    by_row = {(d["row"], d["field"]): d["problem"] for d in error["details"]}
+    assert by_row == {
+        (1, "city"): "expected string, got number",
+        (3, "species"): "expected string, got boolean",
+    }
 
 
 def test_typed_optional_columns_are_accepted(strict_server: NativeServer, rows: list) -> None:
