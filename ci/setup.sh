@@ -3,8 +3,9 @@
 # Installs (and starts, where needed) everything rmodelpack's tests and examples use:
 #   Debian packages (R + plumber, docker engine, registry, nginx, tini, wrk, debootstrap),
 #   the Python package in .venv with test extras,
-#   pinned helm (v4) + helm3, ct and kubeconform in .bin/,
-#   dockerd, a local registry on 127.0.0.1:5000, and an offline debian:bookworm-slim image.
+#   pinned helm (v4) + helm3, ct and kubeconform in .bin/, the chart README generator (npm),
+#   dockerd, a local registry on 127.0.0.1:5000, an offline debian:bookworm-slim image,
+#   the example models, and the offline control plane's binaries (ci/cluster.sh build).
 # Re-running it skips every step that is already done.
 set -euo pipefail
 
@@ -24,7 +25,7 @@ REGISTRY_ADDR=127.0.0.1:5000
 STATE_DIR=/var/lib/rmodelpack-dev
 
 APT_PACKAGES=(
-  ca-certificates curl openssl git
+  ca-certificates curl openssl git jq
   r-base-core r-cran-plumber r-cran-jsonlite r-cran-randomforest r-cran-mass
   r-cran-ranger r-cran-glmnet
   nginx-light tini wrk
@@ -207,6 +208,11 @@ train_examples() {
   done
 }
 
+build_cluster_binaries() {
+  step "Offline Kubernetes control plane binaries (ci/cluster.sh build: etcd, kube-*, kubectl, kwok)"
+  bash "$ROOT/ci/cluster.sh" build
+}
+
 summary() {
   local r plumber helm helm3 ct kc rg dock
   r=$(Rscript -e 'cat(as.character(getRversion()))' 2>/dev/null)
@@ -231,6 +237,7 @@ main() {
   start_registry
   import_base_image
   train_examples
+  build_cluster_binaries
   summary
   printf 'setup took %ss\n' "$((SECONDS - started))"
 }

@@ -313,7 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="?",
         const="client",
         choices=["client", "server"],
-        help="client: render the manifests offline; server: let the API server validate them",
+        help="client: render the manifests offline; server: helm runs against the cluster "
+        "(release history, lookups, capabilities) and changes nothing",
     )
     sub.add_argument("--timeout", default="10m", help="how long helm waits (default: 10m)")
     sub.add_argument(

@@ -24,11 +24,6 @@ from cluster.kube import (
 HERE = Path(__file__).resolve().parent
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    # Registered here so the suite runs under --strict-markers before pyproject lists it.
-    config.addinivalue_line("markers", "cluster: needs the offline control plane (ci/cluster.sh)")
-
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if HERE in item.path.resolve().parents:
