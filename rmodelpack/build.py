@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 Progress = Callable[[str], None] | None
 
+
 def _base_images_dir() -> Path:
     """base-images/ of a checkout, or the copy shipped inside the wheel."""
     here = Path(__file__).resolve().parent

@@ -9,9 +9,10 @@ import subprocess
 import tempfile
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from rmodelpack.exceptions import ToolNotFound
-from rmodelpack.render import RenderResult
+from rmodelpack.render import CONTAINER_UID, RenderResult
 
 
 def native_tools_missing() -> list[str]:
@@ -63,6 +64,22 @@ def serve_native(rendered: RenderResult, port: int) -> int:
                 signal.signal(sig, handler)
 
 
+def run_hardened(client: Any, image: str, port: int, **options: Any) -> Any:
+    """Start the image as the chart runs it (read-only root, tmpfs /tmp, no capabilities,
+    uid 10001), detached, published on 127.0.0.1:port only."""
+    return client.containers.run(
+        image,
+        detach=True,
+        read_only=True,
+        tmpfs={"/tmp": "rw,nosuid,nodev,size=256m"},
+        cap_drop=["ALL"],
+        security_opt=["no-new-privileges"],
+        user=f"{CONTAINER_UID}:{CONTAINER_UID}",
+        ports={"8000/tcp": ("127.0.0.1", port)},
+        **options,
+    )
+
+
 def serve_docker(
     image: str, port: int, *, name: str | None = None, detach: bool = False
 ) -> tuple[str, int]:
@@ -75,18 +92,7 @@ def serve_docker(
     from rmodelpack.exceptions import BuildError
 
     try:
-        client = docker.from_env()
-        container = client.containers.run(
-            image,
-            name=name,
-            detach=True,
-            read_only=True,
-            tmpfs={"/tmp": "rw,nosuid,nodev,size=256m"},
-            cap_drop=["ALL"],
-            security_opt=["no-new-privileges"],
-            user="10001:10001",
-            ports={"8000/tcp": ("127.0.0.1", port)},
-        )
+        container = run_hardened(docker.from_env(), image, port, name=name)
     except docker.errors.DockerException as exc:
         raise BuildError(f"docker run {image} failed: {exc}") from exc
     if detach:

@@ -171,16 +171,9 @@ def _wait_ready(url: str, container: Any) -> None:
 def measure(
     client: Any, image: str, workers: int, body: bytes, port: int, on_progress: Progress = None
 ) -> Measurement:
-    container = client.containers.run(
-        image,
-        detach=True,
-        read_only=True,
-        tmpfs={"/tmp": "rw,size=256m"},
-        cap_drop=["ALL"],
-        user="10001:10001",
-        environment={"RMP_WORKERS": str(workers)},
-        ports={"8000/tcp": ("127.0.0.1", port)},
-    )
+    from rmodelpack.serve import run_hardened
+
+    container = run_hardened(client, image, port, environment={"RMP_WORKERS": str(workers)})
     try:
         base = f"http://127.0.0.1:{port}"
         _wait_ready(f"{base}/readyz", container)

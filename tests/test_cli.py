@@ -11,20 +11,10 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import EXAMPLES_DIR, REPO_ROOT, require_tool
+from conftest import run_cli as rmodelpack
 
 COMMANDS = ["init", "validate", "schema", "render", "build", "size", "deploy", "serve"]
 BOSTON = EXAMPLES_DIR / "boston-rf"
-
-
-def rmodelpack(*args: str, env: dict | None = None, cwd: Path | None = None):
-    return subprocess.run(
-        [sys.executable, "-m", "rmodelpack", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        cwd=cwd or REPO_ROOT,
-        timeout=600,
-    )
 
 
 @pytest.fixture(scope="module")

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import EXAMPLES_DIR, REPO_ROOT, require_tool
+from conftest import EXAMPLES_DIR, require_tool, run_cli
 
 from rmodelpack.deploy import helm_command
 
@@ -18,14 +15,7 @@ ENV = {"BOSTON_SCORER_PASSWORD": "deploy-test-secret"}
 
 
 def rmodelpack(*args: str, env: dict | None = None):
-    return subprocess.run(
-        [sys.executable, "-m", "rmodelpack", *args],
-        capture_output=True,
-        text=True,
-        cwd=REPO_ROOT,
-        timeout=300,
-        env={**os.environ, **ENV, **(env or {})},
-    )
+    return run_cli(*args, env={**ENV, **(env or {})})
 
 
 @pytest.fixture(scope="module")

@@ -40,7 +40,8 @@ import pytest
 import yaml
 from chart.k8s_schemas import run_kubeconform, shared_crds_dir, write_kubeconform_copy
 from cluster.kube import CLUSTER_BINARIES, CLUSTER_SCRIPT
-from conftest import BIN_DIR, EXAMPLES_DIR, REGISTRY, REPO_ROOT, free_port, require_tool
+from conftest import BIN_DIR, EXAMPLES_DIR, REGISTRY, REPO_ROOT, require_tool
+from image.containers import hardened_container, wait_ready
 
 DOC = REPO_ROOT / "docs" / "aks.md"
 STEP_BLOCK = re.compile(r"<!-- step: ([a-z-]+) -->\n```bash\n(.*?)\n```", re.S)
@@ -604,17 +605,10 @@ def pushed(tmp_path_factory, docker_client, registry) -> Pushed:
 
 @contextmanager
 def running(image: str, docker_client) -> Iterator[str]:
-    """The image, run hardened by `rmodelpack serve --docker`'s code; yields its base URL."""
-    from rmodelpack.serve import serve_docker
-
-    port = free_port()
-    container_id, _ = serve_docker(image, port, detach=True)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        wait_ready(base)
-        yield base
-    finally:
-        docker_client.containers.get(container_id).remove(force=True)
+    """The image, run hardened as `rmodelpack serve --docker` runs it; yields its base URL."""
+    with hardened_container(docker_client, image) as container:
+        wait_ready(container)
+        yield container.url
 
 
 def container_logs(docker_client, base: str) -> str:
@@ -752,20 +746,6 @@ def test_fresh_pod_serves_the_documented_metrics(pushed, docker_client):
 
 def metric_families(text: str) -> set[str]:
     return set(re.findall(r"^# TYPE (\S+) ", text, re.M))
-
-
-def wait_ready(base: str, timeout: float = 120) -> None:
-    import requests
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"{base}/readyz", timeout=2).status_code == 200:
-                return
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"{base}/readyz did not answer 200 within {timeout}s")
 
 
 def assert_access_log_matches_doc(logs: str) -> None:

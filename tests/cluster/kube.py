@@ -47,6 +47,22 @@ def apply(manifest: dict, *args: str, check: bool = True) -> subprocess.Complete
     return kubectl("apply", "-f", "-", *args, stdin=json.dumps(manifest), check=check)
 
 
+def server_dry_run(namespace: str, manifests: str) -> int:
+    """kubectl apply --dry-run=server --validate=strict; returns how many objects the API server
+    accepted (validation, defaulting, CRD schemas and admission all run; nothing is stored)."""
+    applied = kubectl(
+        "apply",
+        "--dry-run=server",
+        "--validate=strict",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        stdin=manifests,
+    )
+    return applied.stdout.count("(server dry run)")
+
+
 def helm(*args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
     return run("helm", *args, check=check, timeout=timeout)
 

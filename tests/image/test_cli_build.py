@@ -2,29 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import EXAMPLES_DIR, REPO_ROOT, free_port
+from conftest import EXAMPLES_DIR, free_port
+from conftest import run_cli as rmodelpack
 
 EXAMPLE = EXAMPLES_DIR / "custom-score"
-
-
-def rmodelpack(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "rmodelpack", *args],
-        capture_output=True,
-        text=True,
-        cwd=REPO_ROOT,
-        timeout=900,
-        env=dict(os.environ),
-    )
 
 
 def copy_example(tmp_path: Path, repository: str) -> Path:

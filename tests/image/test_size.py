@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import EXAMPLES_DIR, REPO_ROOT, free_port
+from conftest import EXAMPLES_DIR, free_port, run_cli
 
 from rmodelpack.size import Measurement, parse_mib, recommend
 
@@ -39,21 +36,8 @@ def test_size_measures_and_writes_memory_into_values(docker_client, base_image, 
         EXAMPLES_DIR / "custom-score", folder, ignore=shutil.ignore_patterns(".rmodelpack")
     )
     out = tmp_path / "out"
-    command = [
-        sys.executable,
-        "-m",
-        "rmodelpack",
-        "size",
-        str(folder),
-        "-o",
-        str(out),
-        "--workers",
-        "2",
-        "--port",
-        str(free_port()),
-    ]
-    result = subprocess.run(
-        command, capture_output=True, text=True, cwd=REPO_ROOT, timeout=900, env=dict(os.environ)
+    result = run_cli(
+        "size", str(folder), "-o", str(out), "--workers", "2", "--port", str(free_port())
     )
     assert result.returncode == 0, result.stderr[-3000:]
     sizing = json.loads((out / "sizing.json").read_text())
@@ -69,23 +53,13 @@ def test_size_measures_and_writes_memory_into_values(docker_client, base_image, 
     assert values["resources"]["limits"]["memory"] == f"{sizing['limit_mib']}Mi"
     assert f"{sizing['request_mib']}Mi" in result.stdout
 
-    rerender = subprocess.run(
-        [sys.executable, "-m", "rmodelpack", "render", str(folder), "-o", str(out)],
-        capture_output=True,
-        text=True,
-        cwd=REPO_ROOT,
-    )
+    rerender = run_cli("render", str(folder), "-o", str(out))
     assert rerender.returncode == 0, rerender.stderr
     assert yaml.safe_load((out / "values.yaml").read_text())["resources"] == values["resources"]
 
     with (folder / "model.rds").open("ab") as model:
         model.write(b"retrained")
-    subprocess.run(
-        [sys.executable, "-m", "rmodelpack", "render", str(folder), "-o", str(out)],
-        check=True,
-        capture_output=True,
-        cwd=REPO_ROOT,
-    )
+    assert run_cli("render", str(folder), "-o", str(out)).returncode == 0
     assert "resources" not in yaml.safe_load((out / "values.yaml").read_text()), (
         "a sizing measured for another model must not be applied"
     )
