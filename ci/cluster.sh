@@ -472,4 +472,5 @@ main() {
   esac
 }
 
-main "$@"
+# ci/node.sh sources this file for its functions; run main only when executed.
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then main "$@"; fi

@@ -54,7 +54,10 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
     text = json.dumps(manifest_json_schema(), indent=2, sort_keys=True) + "\n"
     if args.output:
-        Path(args.output).write_text(text, encoding="utf-8")
+        try:
+            Path(args.output).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"-o {args.output}: {exc.strerror}") from exc
     else:
         sys.stdout.write(text)
     return 0
@@ -116,16 +119,16 @@ def cmd_build(args: argparse.Namespace) -> int:
 def cmd_size(args: argparse.Namespace) -> int:
     from rmodelpack.manifest import load_manifest
     from rmodelpack.render import predict_body, render, write_atomically
-    from rmodelpack.size import SIZING_FILE, size_image, sizing_workers
+    from rmodelpack.size import SIZING_FILE, deployment_workers, size_image, sizing_workers
 
     manifest, base_dir = load_manifest(args.manifest)
     body = predict_body(manifest, base_dir)
     if body is None:
         raise UsageError("sizing scores example rows: set input.example in the manifest")
+    workers = sizing_workers(manifest, args.workers)
     target = Path(args.output) if args.output else default_out_dir(args.manifest)
     image = build_manifest(args.manifest, str(target), push=False)
     rendered = render(args.manifest, target)
-    workers = sizing_workers(manifest, args.workers)
     err.print(f"measuring {image} with 1 and {workers} worker(s) on 127.0.0.1:{args.port}")
     sizing = size_image(
         manifest,
@@ -141,7 +144,19 @@ def cmd_size(args: argparse.Namespace) -> int:
     write_atomically(files, rendered.out_dir)
     render(args.manifest, target)
     print_sizing(sizing)
-    warn_if_manifest_memory_is_low(manifest, sizing)
+    deployed = deployment_workers(manifest)
+    if deployed == workers:
+        out.print(
+            f"values.yaml: resources.requests.memory {sizing.request_mib}Mi, "
+            f"resources.limits.memory {sizing.limit_mib}Mi (unless the manifest sets them)"
+        )
+        warn_if_manifest_memory_is_low(manifest, sizing)
+    else:
+        err.print(
+            f"warning: measured with {workers} workers, but the pods run "
+            f"{deployed if deployed is not None else 'the chart default of'} worker(s); "
+            "values.yaml is unchanged (set runtime.workers to size the values)"
+        )
     return 0
 
 
@@ -183,10 +198,6 @@ def print_sizing(sizing) -> None:
         )
     out.print(table)
     out.print(f"each extra worker adds {sizing.per_extra_worker_mib:.1f} MiB")
-    out.print(
-        f"values.yaml: resources.requests.memory {sizing.request_mib}Mi, "
-        f"resources.limits.memory {sizing.limit_mib}Mi (unless the manifest sets them)"
-    )
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
@@ -211,6 +222,21 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_values_file(path: Path) -> dict | None:
+    """A YAML mapping (a manifest or chart values), or a clear usage error."""
+    import yaml
+
+    if path.suffix not in (".yaml", ".yml"):
+        return None
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path} is not readable YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise UsageError(f"{path} is not a YAML mapping of chart values or a manifest")
+    return data
+
+
 def _existing_file(path: str) -> Path:
     if not Path(path).is_file():
         raise UsageError(f"--values {path}: no such file")
@@ -220,11 +246,10 @@ def _existing_file(path: str) -> Path:
 def _values_and_release(args: argparse.Namespace) -> tuple[Path, str]:
     """deploy takes a manifest (rendered first) or an already rendered values.yaml."""
     source = Path(args.target)
-    if source.suffix in (".yaml", ".yml") and source.name != "rmodel.yaml" and source.is_file():
-        import yaml
-
-        values = yaml.safe_load(source.read_text(encoding="utf-8")) or {}
-        name = args.release or values.get("model", {}).get("name")
+    values = _read_values_file(source) if source.is_file() else None
+    if values is not None and values.get("apiVersion") != "rmodelpack/v1":
+        model = values.get("model")
+        name = args.release or (model.get("name") if isinstance(model, dict) else None)
         if not name:
             raise UsageError(f"{source} has no model.name; pass --release NAME")
         return source, name
@@ -249,10 +274,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if args.detach:
             out.print(container)
         return status
+    from rmodelpack.manifest import load_manifest
+
+    manifest, base_dir = load_manifest(args.manifest)
     target = Path(args.output) if args.output else default_out_dir(args.manifest)
     rendered = render(args.manifest, target)
     err.print(f"serving {rendered.image} natively on http://127.0.0.1:{args.port} (Ctrl-C stops)")
-    return serve_native(rendered, args.port)
+    return serve_native(rendered, args.port, base_dir / manifest.model.path)
 
 
 # --- parser --------------------------------------------------------------------------------------

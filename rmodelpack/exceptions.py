@@ -51,6 +51,18 @@ class RenderError(RmodelpackError):
     """The manifest is valid but its files cannot be rendered (e.g. a missing model file)."""
 
 
+class CredentialError(RenderError):
+    """A password the manifest names cannot be read or used (missing variable, bad file)."""
+
+    exit_code = 2
+
+
+class OutputDirError(RenderError):
+    """The output folder is one rmodelpack must not replace (it holds other files)."""
+
+    exit_code = 2
+
+
 class BuildError(RmodelpackError):
     """docker build failed."""
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from rmodelpack.exceptions import ToolNotFound, UsageError
+from rmodelpack.exceptions import ManifestError, ToolNotFound, UsageError
 from rmodelpack.manifest import API_VERSION, MANIFEST_FILENAME, parse_manifest
 
 SCORE_STUB = """\
@@ -84,6 +84,10 @@ def init_manifest(
         )
     text = yaml.safe_dump(data_dict, sort_keys=False, width=100)
     targets[1].write_text(SCORE_STUB.format(name=data_dict["name"], function="score"))
-    parse_manifest(data_dict, source=str(targets[0]), base_dir=folder)
+    try:
+        parse_manifest(data_dict, source=str(targets[0]), base_dir=folder)
+    except ManifestError:
+        targets[1].unlink()  # nothing half-written: the stub goes with the refused manifest
+        raise
     targets[0].write_text(f"# Scaffolded by rmodelpack init; review every field.\n{text}")
     return targets

@@ -33,7 +33,16 @@ BASE_IMAGES = {
 }
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-DNS_NAME = re.compile(r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+DNS_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+# Kubernetes object names (Secrets, PVCs) are DNS-1123 subdomains: the same shape.
+K8S_NAME = DNS_NAME
+# A label value (the version becomes app.kubernetes.io/version): alphanumeric at both ends.
+LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$")
+REALM = re.compile(r"^[A-Za-z0-9 ._-]{1,64}$")
+IMAGE_REFERENCE = re.compile(
+    r"^(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$"
+)
 R_PACKAGE = re.compile(r"^[A-Za-z][A-Za-z0-9.]*[A-Za-z0-9]$")
 R_IDENTIFIER = re.compile(r"^[A-Za-z.][A-Za-z0-9._]*$")
 DEBIAN_PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
@@ -60,6 +69,16 @@ def _base_dir(info: ValidationInfo) -> Path | None:
     return Path(base) if base is not None else None
 
 
+def _k8s_name(value: str | None, what: str) -> str | None:
+    if value is not None and (len(value) > 63 or not K8S_NAME.match(value)):
+        raise _problem(
+            "bad_name",
+            f"'{value}' is not a Kubernetes {what} name",
+            "use at most 63 lowercase letters, digits, '-' and '.', alphanumeric at both ends",
+        )
+    return value
+
+
 def _require_file(value: str, info: ValidationInfo, what: str) -> str:
     base = _base_dir(info)
     if base is not None and not (base / value).is_file():
@@ -76,12 +95,26 @@ def _require_file(value: str, info: ValidationInfo, what: str) -> str:
 
 class SecretKeyRef(Strict):
     name: str = Field(description="Name of an existing Kubernetes Secret.")
-    key: str = Field("url", description="Key in the Secret that holds the model URL.")
+    key: str | None = Field(
+        None, description="Key in the Secret that holds the model URL (chart default: url)."
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _secret_name(cls, value: str) -> str:
+        return _k8s_name(value, "Secret")
 
 
 class PvcRef(Strict):
     claim_name: str = Field(description="An existing PersistentVolumeClaim (e.g. Azure Files).")
-    sub_path: str = Field("model.rds", description="Path of the .rds file inside the claim.")
+    sub_path: str | None = Field(
+        None, description="Path of the .rds file inside the claim (chart default: model.rds)."
+    )
+
+    @field_validator("claim_name")
+    @classmethod
+    def _claim_name(cls, value: str) -> str:
+        return _k8s_name(value, "PersistentVolumeClaim")
 
 
 class ModelSpec(Strict):
@@ -266,6 +299,18 @@ class RSpec(Strict):
 class ImageSpec(Strict):
     flavor: Literal["debian", "rocker"] = "debian"
     base: str | None = Field(None, description="Override the base image reference.")
+
+    @field_validator("base")
+    @classmethod
+    def _base_reference(cls, value: str | None) -> str | None:
+        if value is not None and not IMAGE_REFERENCE.match(value):
+            raise _problem(
+                "bad_base",
+                f"{value!r} is not an image reference",
+                "e.g. myregistry.azurecr.io/r-base:bookworm or name@sha256:<digest>",
+            )
+        return value
+
     repository: str | None = Field(
         None, description="e.g. myregistry.azurecr.io/models/boston; default: rmodelpack/<name>."
     )
@@ -299,7 +344,6 @@ class RuntimeSpec(Strict):
     max_body_bytes: int = Field(1_048_576, ge=1024, le=1_073_741_824)
     timeout_seconds: int = Field(30, ge=1, le=3600)
     drain_seconds: int = Field(5, ge=0, le=300)
-    port: int = Field(8000, ge=1024, le=65535)
 
     @field_validator("workers", mode="before")
     @classmethod
@@ -319,12 +363,19 @@ class RuntimeSpec(Strict):
 
 
 class IssuerRef(Strict):
-    kind: Literal["ClusterIssuer", "Issuer"] = "ClusterIssuer"
+    kind: Literal["ClusterIssuer", "Issuer"] | None = Field(
+        None, description="Chart default: ClusterIssuer."
+    )
     name: str
+
+    @field_validator("name")
+    @classmethod
+    def _issuer_name(cls, value: str) -> str:
+        return _k8s_name(value, "issuer")
 
 
 class TlsSpec(Strict):
-    enabled: bool = True
+    enabled: bool | None = Field(None, description="Chart default: on.")
     issuer: IssuerRef | None = None
 
 
@@ -365,6 +416,22 @@ class AuthSpec(Strict):
     realm: str | None = None
     users: list[AuthUser] = Field(default_factory=list)
     existing_secret: str | None = None
+
+    @field_validator("realm")
+    @classmethod
+    def _realm_text(cls, value: str | None) -> str | None:
+        if value is not None and not REALM.match(value):
+            raise _problem(
+                "bad_realm",
+                f"realm {value!r} has characters an ingress controller rejects",
+                "use letters, digits, spaces, '.', '_' and '-' (at most 64)",
+            )
+        return value
+
+    @field_validator("existing_secret")
+    @classmethod
+    def _secret_name(cls, value: str | None) -> str | None:
+        return _k8s_name(value, "Secret")
 
     @model_validator(mode="after")
     def _users_or_secret(self) -> AuthSpec:
@@ -484,12 +551,13 @@ class Manifest(Strict):
 
     @field_validator("version")
     @classmethod
-    def _version_fits_a_tag(cls, value: str) -> str:
-        if not IMAGE_TAG.match(value):
+    def _version_fits_a_tag_and_a_label(cls, value: str) -> str:
+        if not LABEL_VALUE.match(value):
             raise _problem(
                 "bad_version",
-                f"'{value}' cannot be part of an image tag",
-                "use letters, digits, '.', '_' and '-', e.g. 1.0.0",
+                f"'{value}' cannot be an image tag and a Kubernetes label value",
+                "use letters, digits, '.', '_' and '-', starting and ending alphanumeric, "
+                "at most 63, e.g. 1.0.0",
             )
         return value
 
@@ -616,6 +684,11 @@ def load_manifest(path: str | Path) -> tuple[Manifest, Path]:
     manifest_path = resolve_manifest_path(path)
     try:
         data = yaml.safe_load(manifest_path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ManifestError(
+            str(manifest_path),
+            [Problem(f"byte {exc.start}", "is not UTF-8 text", "save the manifest as UTF-8")],
+        ) from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"

@@ -24,12 +24,16 @@ import jinja2
 import yaml
 
 from rmodelpack import __version__
-from rmodelpack.exceptions import RenderError
+from rmodelpack.exceptions import CredentialError, OutputDirError, RenderError
 from rmodelpack.manifest import Manifest, load_manifest
-from rmodelpack.size import SIZING_FILE, sizing_workers, stored_sizing
+from rmodelpack.size import SIZING_FILE, deployment_workers, stored_sizing
 
 IMAGE_ROOT = "/opt/rmodelpack"
 CONTAINER_UID = 10001
+CONTAINER_PORT = 8000
+# Written into every output folder; only a folder holding it (or an empty one) is replaced.
+OUTPUT_MARKER = ".rmodelpack-output"
+BCRYPT_MAX_BYTES = 72
 # R packages that the base image already carries, or that ship with R itself.
 PROVIDED_R_PACKAGES = frozenset(
     {
@@ -159,7 +163,7 @@ def runtime_config(manifest: Manifest, model_sha256: str) -> dict[str, Any]:
             "extra_columns": manifest.input.extra_columns,
         },
         "output": manifest.output.model_dump(),
-        "runtime": manifest.runtime.model_dump(),
+        "runtime": {**manifest.runtime.model_dump(), "port": CONTAINER_PORT},
         "packages": sorted(manifest.r.packages),
     }
 
@@ -184,21 +188,31 @@ def read_password(user: Any, base_dir: Path, index: int) -> str:
     if user.password_env is not None:
         password = os.environ.get(user.password_env)
         if not password:
-            raise RenderError(
+            raise CredentialError(
                 f"{where}.password_env: the environment variable {user.password_env} "
                 f"(password of '{user.name}') is not set; export it before rendering"
             )
-        return password
+        return _usable_password(password, f"{where}.password_env")
     path = base_dir / user.password_file
     try:
         password = path.read_text(encoding="utf-8").rstrip("\r\n")
-    except OSError as exc:
-        raise RenderError(
-            f"{where}.password_file: cannot read {path} ({exc.strerror}); "
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or "not UTF-8 text"
+        raise CredentialError(
+            f"{where}.password_file: cannot read {path} ({reason}); "
             "create it with the password on its first line"
         ) from exc
     if not password:
-        raise RenderError(f"{where}.password_file: {path} is empty")
+        raise CredentialError(f"{where}.password_file: {path} is empty")
+    return _usable_password(password, f"{where}.password_file")
+
+
+def _usable_password(password: str, where: str) -> str:
+    if len(password.encode()) > BCRYPT_MAX_BYTES:
+        raise CredentialError(
+            f"{where}: the password is longer than bcrypt's {BCRYPT_MAX_BYTES} bytes; "
+            "use a shorter one (e.g. openssl rand -hex 24)"
+        )
     return password
 
 
@@ -286,7 +300,7 @@ def chart_values(
         "auth": service.auth
         and {
             "enabled": service.auth.enabled,
-            "realm": service.auth.realm or manifest.name,
+            "realm": service.auth.realm,
             "users": users or None,
             "existingSecret": service.auth.existing_secret,
         },
@@ -336,7 +350,7 @@ def dockerfile_context(manifest: Manifest, model_sha256: str) -> dict[str, Any]:
         "renv_lock": "app/renv.lock" if manifest.r.renv_lock else None,
         "has_script": manifest.scoring.script is not None,
         "labels": dict(sorted(labels.items())),
-        "port": manifest.runtime.port,
+        "port": CONTAINER_PORT,
         "uid": CONTAINER_UID,
         "model_in_image": manifest.model.source == "image",
     }
@@ -397,7 +411,7 @@ def current_sizing(
     if previous_dir is None:
         return None
     sizing = stored_sizing(previous_dir, model_sha256)
-    if sizing is None or sizing.get("workers") != sizing_workers(manifest, None):
+    if sizing is None or sizing.get("workers") != deployment_workers(manifest):
         return None
     return sizing
 
@@ -424,9 +438,33 @@ def render_files(
         sizing=sizing,
     )
     files["values.yaml"] = dump_values(values)
+    files[OUTPUT_MARKER] = (
+        b"Written by rmodelpack render. This folder is replaced whole on every render.\n"
+    )
     if sizing is not None:
         files[SIZING_FILE] = (json.dumps(sizing, indent=2, sort_keys=True) + "\n").encode()
     return files, f"{manifest.repository}:{tag}", model_sha256
+
+
+def check_output_dir(out_dir: Path, protected: Path | None = None) -> None:
+    """Refuse to replace a folder that holds anything rmodelpack did not write."""
+    out_dir = out_dir.resolve()
+    if protected is not None:
+        protected = protected.resolve()
+        if out_dir == protected or out_dir in protected.parents:
+            raise OutputDirError(
+                f"-o {out_dir} is the manifest's folder or one above it; render replaces its "
+                "output folder whole, so choose a folder of its own (default: .rmodelpack/)"
+            )
+    if not out_dir.exists():
+        return
+    if not out_dir.is_dir():
+        raise OutputDirError(f"-o {out_dir} exists and is not a folder; choose another")
+    if any(out_dir.iterdir()) and not (out_dir / OUTPUT_MARKER).is_file():
+        raise OutputDirError(
+            f"-o {out_dir} holds files that rmodelpack did not write; render replaces its output "
+            "folder whole, so choose an empty or new folder"
+        )
 
 
 def write_atomically(files: Mapping[str, bytes], out_dir: Path) -> None:
@@ -468,6 +506,7 @@ def render(manifest_path: str | Path, out_dir: str | Path) -> RenderResult:
     """Validate the manifest and write the build context + values.yaml to out_dir."""
     manifest, base_dir = load_manifest(manifest_path)
     out = Path(out_dir)
+    check_output_dir(out, protected=base_dir)
     files, image, model_sha256 = render_files(manifest, base_dir, previous_dir=out)
     write_atomically(files, out)
     return RenderResult(out.resolve(), image, model_sha256, tuple(sorted(files)))

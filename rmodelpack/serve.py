@@ -22,8 +22,14 @@ def native_tools_missing() -> list[str]:
     return missing
 
 
-def native_environment(rendered: RenderResult, port: int, tmpdir: Path) -> dict[str, str]:
-    """Point the runtime at the rendered files instead of the in-image paths."""
+def native_environment(
+    rendered: RenderResult, port: int, tmpdir: Path, model_path: Path
+) -> dict[str, str]:
+    """Point the runtime at the rendered files instead of the in-image paths.
+
+    ``model_path`` is the manifest's own model file: the model rendered into the image
+    context when there is one, else (source url/pvc) the local copy the manifest names.
+    """
     out = rendered.out_dir
     env = dict(os.environ)
     env.update(
@@ -32,15 +38,15 @@ def native_environment(rendered: RenderResult, port: int, tmpdir: Path) -> dict[
         RMP_HOST="127.0.0.1",
         RMP_TMPDIR=str(tmpdir),
     )
-    if (out / "model" / "model.rds").is_file():
-        env["RMP_MODEL_PATH"] = str(out / "model" / "model.rds")
+    rendered_model = out / "model" / "model.rds"
+    env["RMP_MODEL_PATH"] = str(rendered_model if rendered_model.is_file() else model_path)
     scripts = [p for p in (out / "app").iterdir() if p.suffix in (".R", ".r")]
     if scripts:
         env["RMP_SCRIPT_PATH"] = str(scripts[0])
     return env
 
 
-def serve_native(rendered: RenderResult, port: int) -> int:
+def serve_native(rendered: RenderResult, port: int, model_path: Path) -> int:
     """Run runtime/entrypoint.sh in the foreground until it exits or we are interrupted."""
     missing = native_tools_missing()
     if missing:
@@ -49,7 +55,7 @@ def serve_native(rendered: RenderResult, port: int) -> int:
             "(Debian: apt-get install r-base-core r-cran-plumber nginx-light) or use --docker"
         )
     with tempfile.TemporaryDirectory(prefix="rmodelpack-serve-") as tmp:
-        env = native_environment(rendered, port, Path(tmp))
+        env = native_environment(rendered, port, Path(tmp), model_path)
         entrypoint = rendered.out_dir / "runtime" / "entrypoint.sh"
         process = subprocess.Popen(["bash", str(entrypoint)], env=env)
 

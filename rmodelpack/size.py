@@ -68,18 +68,28 @@ class Sizing:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
 
 
-def sizing_workers(manifest: Manifest, override: int | None) -> int:
-    """The worker count to size for: --workers, the manifest's count, or the CPU request."""
-    if override is not None:
-        return override
+def deployment_workers(manifest: Manifest) -> int | None:
+    """The worker count pods of this manifest run: runtime.workers, or (auto) the CPU request
+    rounded up, as the chart passes it; None when the manifest leaves both to the chart."""
     if isinstance(manifest.runtime.workers, int):
         return manifest.runtime.workers
     resources = manifest.service.resources
     cpu = resources.requests.cpu if resources and resources.requests else None
-    if cpu:
-        cores = float(cpu[:-1]) / 1000 if cpu.endswith("m") else float(cpu)
-        return max(1, math.ceil(cores))
-    return 2
+    if not cpu:
+        return None
+    cores = float(cpu[:-1]) / 1000 if cpu.endswith("m") else float(cpu)
+    return max(1, math.ceil(cores))
+
+
+def sizing_workers(manifest: Manifest, override: int | None) -> int:
+    """The worker count to measure: --workers, else what the pods will run."""
+    workers = override if override is not None else deployment_workers(manifest)
+    if workers is None:
+        raise UsageError(
+            "cannot tell how many workers the pods run: set runtime.workers or "
+            "service.resources.requests.cpu in the manifest, or pass --workers"
+        )
+    return workers
 
 
 def parse_mib(quantity: str) -> float:

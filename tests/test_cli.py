@@ -106,7 +106,7 @@ def test_render_without_password_is_exit_2_and_writes_nothing(boston_env, tmp_pa
         env=env,
         cwd=REPO_ROOT,
     )
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "BOSTON_SCORER_PASSWORD" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "o").exists()
@@ -173,3 +173,48 @@ def test_deploy_without_helm_is_a_clear_exit_1(boston_env, tmp_path: Path):
     assert result.returncode == 1
     assert "helm-that-does-not-exist' is not installed" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_render_refuses_to_replace_the_manifest_folder_or_foreign_files(boston_env, tmp_path):
+    example = tmp_path / "example"
+    shutil.copytree(BOSTON, example, ignore=shutil.ignore_patterns(".rmodelpack"))
+    before = sorted(p.name for p in example.iterdir())
+    for target in (example, tmp_path):
+        result = rmodelpack("render", str(example), "-o", str(target), env=boston_env)
+        assert result.returncode == 2, result.stderr
+        assert "manifest's folder" in result.stderr
+    assert sorted(p.name for p in example.iterdir()) == before
+    foreign = tmp_path / "notes"
+    foreign.mkdir()
+    (foreign / "todo.txt").write_text("mine")
+    result = rmodelpack("render", str(example), "-o", str(foreign), env=boston_env)
+    assert result.returncode == 2
+    assert "did not write" in result.stderr
+    assert (foreign / "todo.txt").read_text() == "mine"
+
+
+def test_a_password_bcrypt_cannot_hash_is_exit_2(boston_env, tmp_path):
+    result = rmodelpack(
+        "render",
+        str(BOSTON),
+        "-o",
+        str(tmp_path / "o"),
+        env={"BOSTON_SCORER_PASSWORD": "x" * 73},
+    )
+    assert result.returncode == 2
+    assert "longer than bcrypt's 72 bytes" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unreadable_inputs_are_clear_errors(tmp_path):
+    (tmp_path / "rmodel.yaml").write_bytes(b"name: caf\xe9\n")
+    result = rmodelpack("validate", str(tmp_path))
+    assert result.returncode == 2 and "is not UTF-8 text" in result.stderr
+    values = tmp_path / "values.yaml"
+    values.write_text("- just\n- a list\n")
+    result = rmodelpack("deploy", str(values), "--dry-run")
+    assert result.returncode == 2 and "is not a YAML mapping" in result.stderr
+    result = rmodelpack("schema", "-o", str(tmp_path / "missing" / "schema.json"))
+    assert result.returncode == 2
+    for output in (result.stderr,):
+        assert "Traceback" not in output

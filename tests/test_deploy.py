@@ -104,3 +104,75 @@ def test_extra_values_files_override_the_rendered_ones(rendered: Path, tmp_path:
     missing = rmodelpack("deploy", str(rendered / "values.yaml"), "--dry-run", "-f", "nope.yaml")
     assert missing.returncode == 2
     assert "--values nope.yaml: no such file" in missing.stderr
+
+
+EVERY_OPTION = {
+    "runtime": {
+        "workers": 3,
+        "threads": 2,
+        "max_body_bytes": 2097152,
+        "timeout_seconds": 20,
+        "drain_seconds": 3,
+    },
+    "service": {
+        "host": "scoring.models.example.org",
+        "ingress": {"flavor": "nginx", "class_name": "webapprouting.kubernetes.azure.com"},
+        "tls": {"enabled": True, "issuer": {"kind": "Issuer", "name": "internal-ca.v1"}},
+        "auth": {"realm": "Boston scoring_v1", "existing_secret": "boston.basic-auth"},
+        "autoscaling": {
+            "enabled": True,
+            "min_replicas": 1,
+            "max_replicas": 3,
+            "target_cpu": 60,
+            "target_memory": 75,
+        },
+        "resources": {
+            "requests": {"cpu": "1500m", "memory": "1.5Gi"},
+            "limits": {"cpu": "3", "memory": "3Gi"},
+        },
+    },
+}
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        {"path": "model.rds", "source": "url", "url_secret": {"name": "model-sas", "key": "sas"}},
+        {
+            "path": "model.rds",
+            "source": "pvc",
+            "pvc": {"claim_name": "azurefile.models", "sub_path": "boston/v1/model.rds"},
+        },
+    ],
+    ids=["url", "pvc"],
+)
+def test_a_manifest_using_every_option_renders_values_the_chart_accepts(
+    rendered: Path, tmp_path: Path, model: dict
+):
+    from rmodelpack.manifest import parse_manifest
+    from rmodelpack.render import render_files
+
+    data = yaml.safe_load((BOSTON / "rmodel.yaml").read_text())
+    data.update(EVERY_OPTION, model=model, version="2.0.0-rc_1")
+    manifest = parse_manifest(data, source="every-option", base_dir=BOSTON)
+    files, _, _ = render_files(manifest, BOSTON)
+    values = tmp_path / "values.yaml"
+    values.write_bytes(files["values.yaml"])
+    result = rmodelpack("deploy", str(values), "--dry-run", "-n", "models")
+    assert result.returncode == 0, result.stderr
+    docs = [d for d in yaml.safe_load_all(result.stdout) if d]
+    ingress = next(d for d in docs if d["kind"] == "Ingress")
+    assert ingress["spec"]["ingressClassName"] == "webapprouting.kubernetes.azure.com"
+    assert ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/auth-secret"] == (
+        "boston.basic-auth"
+    )
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    env = {
+        e["name"]: e.get("value")
+        for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["RMP_WORKERS"] == "3" and env["RMP_THREADS"] == "2"
+    assert env["RMP_MAX_BODY_BYTES"] == "2097152"
+    assert env["RMP_MODEL_PATH"].endswith(".rds")
+    certificate = next(d for d in docs if d["kind"] == "Certificate")
+    assert certificate["spec"]["issuerRef"]["kind"] == "Issuer"

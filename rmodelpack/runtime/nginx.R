@@ -26,6 +26,8 @@ rmp_write_nginx_conf <- function(cfg, run_dir, runtime_dir) {
   values <- c(
     RUN_DIR = run_dir, PORT = cfg$runtime$port, HOST = Sys.getenv("RMP_HOST", "0.0.0.0"),
     MAX_BODY = cfg$runtime$max_body_bytes, TIMEOUT = cfg$runtime$timeout_seconds,
+    # Bodies up to 1 MiB stay in memory; larger ones spill to a file below the run dir.
+    BODY_BUFFER = min(cfg$runtime$max_body_bytes, 1048576L),
     UPSTREAMS = rmp_upstream_lines(run_dir, cfg$runtime$workers), USER = rmp_nginx_user_line()
   )
   for (key in names(values)) {

@@ -4,12 +4,15 @@
 # one vector. The per-row details are only worked out once a vectorised check has failed.
 
 rmp_parse_json <- function(body_raw) {
-  text <- rawToChar(body_raw)
-  Encoding(text) <- "UTF-8"
-  tryCatch(
-    jsonlite::parse_json(text, simplifyVector = FALSE),
-    error = function(e) rmp_abort(400L, "malformed_json", paste("malformed JSON:", conditionMessage(e)))
-  )
+  # rawToChar() cannot hold a NUL byte, and no JSON text contains one.
+  if (any(body_raw == as.raw(0L))) {
+    rmp_abort(400L, "malformed_json", "malformed JSON: the body contains a NUL byte")
+  }
+  tryCatch({
+    text <- rawToChar(body_raw)
+    Encoding(text) <- "UTF-8"
+    jsonlite::parse_json(text, simplifyVector = FALSE)
+  }, error = function(e) rmp_abort(400L, "malformed_json", paste("malformed JSON:", conditionMessage(e))))
 }
 
 rmp_is_object <- function(value) is.list(value) && !is.null(names(value))
@@ -80,7 +83,16 @@ rmp_value_checks <- function(column) {
   checks <- list()
   add <- function(bad, problem) checks[[length(checks) + 1]] <<- list(bad = bad, problem = problem)
   if (isTRUE(column$required)) add(function(x, present) !present, "required value is missing or null")
-  if (column$type == "integer") add(function(x, present) present & x != round(x), "expected an integer")
+  if (column$type %in% c("number", "integer")) {
+    # 1e400 parses as Inf; the model would score it
+    add(function(x, present) present & !is.finite(x), "must be a finite number")
+  }
+  if (column$type == "integer") {
+    add(function(x, present) present & is.finite(x) & x != round(x), "expected an integer")
+    # as.integer() turns these into NA with only a warning
+    add(function(x, present) present & is.finite(x) & abs(x) > .Machine$integer.max,
+        sprintf("outside the integer range (±%d)", .Machine$integer.max))
+  }
   min <- column$min
   max <- column$max
   if (!is.null(min)) add(function(x, present) present & x < min, sprintf("must be >= %s", min))
@@ -133,8 +145,9 @@ rmp_fast_check <- function(column) {
   allowed <- unlist(column$allowed)
   switch(rmp_expected_json_type(column$type),
     number = function(x, values, n, body_has_boolean) {
-      length(x) == n && is.numeric(x) && !body_has_boolean && all(x >= lo & x <= hi) &&
-        (!whole || all(x == round(x)))
+      length(x) == n && is.numeric(x) && !body_has_boolean && all(is.finite(x)) &&
+        all(x >= lo & x <= hi) &&
+        (!whole || all(x == round(x) & abs(x) <= .Machine$integer.max))
     },
     boolean = function(x, values, n, body_has_boolean) length(x) == n && is.logical(x),
     string = function(x, values, n, body_has_boolean) {

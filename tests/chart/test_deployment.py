@@ -67,11 +67,20 @@ def test_workers_follow_the_cpu_request_unless_set(helm):
 
 
 def test_server_settings_reach_the_runtime_env(helm):
-    values = {"server": {"threads": 2, "timeoutSeconds": 12, "drainSeconds": 4, "port": 8000}}
+    values = {
+        "server": {
+            "threads": 2,
+            "timeoutSeconds": 12,
+            "drainSeconds": 4,
+            "port": 8000,
+            "maxBodyBytes": 5242880,
+        }
+    }
     variables = env(deployment(helm, values))
     assert variables["RMP_THREADS"] == "2"
     assert variables["RMP_TIMEOUT_SECONDS"] == "12"
     assert variables["RMP_DRAIN_SECONDS"] == "4"
+    assert variables["RMP_MAX_BODY_BYTES"] == "5242880"
     assert variables["RMP_TMPDIR"] == "/tmp"
     assert variables["RMP_PORT"] == "8000"
     assert "RMP_MODEL_PATH" not in variables  # the baked-in model needs no override

@@ -35,6 +35,9 @@ def test_size_measures_and_writes_memory_into_values(docker_client, base_image, 
     shutil.copytree(
         EXAMPLES_DIR / "custom-score", folder, ignore=shutil.ignore_patterns(".rmodelpack")
     )
+    manifest = yaml.safe_load((folder / "rmodel.yaml").read_text())
+    manifest["runtime"] = {"workers": 2}  # the pods' worker count, which the sizing must match
+    (folder / "rmodel.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
     out = tmp_path / "out"
     result = run_cli(
         "size", str(folder), "-o", str(out), "--workers", "2", "--port", str(free_port())

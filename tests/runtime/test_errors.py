@@ -4,6 +4,7 @@ and the server keeps serving after each of them."""
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -50,13 +51,13 @@ def strict_config(config: dict[str, Any]) -> None:
     ]
     config["input"]["extra_columns"] = "reject"
     config["input"]["max_rows"] = 5
-    config["runtime"]["max_body_bytes"] = 8192
     config["scoring"]["script"] = str(SCRIPTS / "strict_score.R")
 
 
 @pytest.fixture(scope="module")
 def strict_server(server_factory: ServerFactory) -> NativeServer:
-    return server_factory(strict_config, env={"RMP_WORKERS": "1"})
+    # The body limit comes from the environment, as the chart's server.maxBodyBytes sets it.
+    return server_factory(strict_config, env={"RMP_WORKERS": "1", "RMP_MAX_BODY_BYTES": "8192"})
 
 
 @pytest.fixture(scope="module")
@@ -266,3 +267,44 @@ def test_unknown_route_is_404(boston_server: NativeServer) -> None:
 
 def test_wrong_method_is_405(boston_server: NativeServer) -> None:
     assert_error(requests.get(boston_server.url("/predict"), timeout=10), 405, "method_not_allowed")
+
+
+def test_a_nul_byte_in_the_body_is_400(boston_server: NativeServer, rows: list) -> None:
+    body = json.dumps(rows[:1]).encode().replace(b"[{", b'[{"x\x00": 1, ', 1)
+    response = requests.post(
+        boston_server.url("/predict"),
+        data=body,
+        timeout=30,
+        headers={"Content-Type": "application/json"},
+    )
+    assert_error(response, 400, "malformed_json")
+    still_serving(boston_server, rows)
+
+
+@pytest.mark.parametrize(
+    ("field", "text", "problem"),
+    [
+        ("chas", "3000000000", "outside the integer range"),
+        ("rad", "-3000000000.0", "outside the integer range"),
+        ("crim", "1e400", "must be a finite number"),
+        ("chas", "1e400", "must be a finite number"),
+    ],
+)
+def test_numbers_r_cannot_hold_are_422(
+    boston_server: NativeServer, rows: list, field: str, text: str, problem: str
+) -> None:
+    row = json.dumps(rows[0])
+    body = row.replace(f'"{field}": {json.dumps(rows[0][field])}', f'"{field}": {text}', 1)
+    assert body != row
+    response = requests.post(
+        boston_server.url("/predict"),
+        data=f"[{json.dumps(rows[1])}, {body}]",
+        timeout=30,
+        headers={"Content-Type": "application/json"},
+    )
+    error = assert_error(response, 422, "invalid_input")
+    assert {"row": 1, "field": field, "problem": problem} in [
+        {k: d[k] if k != "problem" else d[k][: len(problem)] for k in ("row", "field", "problem")}
+        for d in error["details"]
+    ], error["details"]
+    still_serving(boston_server, rows)

@@ -1,0 +1,381 @@
+#!/usr/bin/env bash
+# A real node for the offline control plane (issue 8, stage 2): a kubelet from the same
+# Kubernetes build, on its own containerd 1.6 instance (Debian's binary, a private config,
+# socket and state, so the system containerd that backs docker is never touched), with the CNI
+# bridge + portmap plugins. Pods scheduled there really run; reach them with
+# `kubectl port-forward --address 127.0.0.1`.
+#
+#   ci/node.sh build         build (or reuse) .bin/kubelet and the pause image
+#   ci/node.sh up            cluster.sh up, then containerd + kubelet; waits for the node Ready
+#   ci/node.sh load IMAGE..  copy docker images into the node's containerd (k8s.io namespace)
+#   ci/node.sh status        health of containerd, the kubelet and the node; exit 1 when not healthy
+#   ci/node.sh down          delete the node's pods, stop kubelet + containerd, remove the bridge,
+#                            mounts, cgroups and state
+#
+# The node is tainted rmodelpack.io/real-node=true:NoSchedule: only pods that tolerate it run
+# here, so the kwok-based tests never land on it. State: $RMP_NODE_DIR (.cache/node).
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=ci/cluster.sh
+. "$HERE/cluster.sh"
+
+NODE="${RMP_NODE_DIR:-$ROOT/.cache/node}"
+NODE_K8S="$K8S_DIR/node"
+REAL_NODE=rmp-node-0
+REAL_NODE_TAINT=rmodelpack.io/real-node
+KUBELET_PORT=16250
+KUBELET_HEALTHZ_PORT=16248
+CNI_BRIDGE=rmp-cni0
+POD_SUBNET=10.88.0.0/16
+CNI_BIN_DIR=/usr/lib/cni
+PAUSE_IMAGE=rmodelpack.local/pause:3.10
+CONTAINERD_DIR="$NODE/containerd"
+CONTAINERD_SOCKET="$CONTAINERD_DIR/containerd.sock"
+KUBELET_DIR="$NODE/kubelet"
+NETNS_DIR="$CONTAINERD_DIR/state/io.containerd.grpc.v1.cri/netns"
+# cluster.sh's start/wait helpers write here.
+LOGS="$NODE/logs"
+RUN="$NODE/run"
+
+node_ctr() { ctr --address "$CONTAINERD_SOCKET" --namespace k8s.io "$@"; }
+
+# ---------------------------------------------------------------------------------------------
+# Build
+
+# The kubelet has its own wrapper module (same k8s.io pins as ci/k8s/kubernetes) because it needs
+# modules the control-plane wrapper does not list; same version ldflags as the control plane.
+build_kubelet() {
+  (cd "$NODE_K8S/kubelet" && CGO_ENABLED=0 nice -n 19 go build -trimpath \
+    -ldflags "$(kubernetes_ldflags)" -o "$BIN/$1" k8s.io/kubernetes/cmd/kubelet)
+}
+
+pause_image_present() { docker image inspect "$PAUSE_IMAGE" >/dev/null 2>&1; }
+
+build_pause_image() {
+  local context
+  context=$(mktemp -d)
+  (cd "$NODE_K8S/pause" && CGO_ENABLED=0 nice -n 19 go build -trimpath -ldflags "-s -w" \
+    -o "$context/pause" .)
+  cp "$NODE_K8S/pause/Dockerfile" "$context/"
+  docker build -q -t "$PAUSE_IMAGE" "$context" >/dev/null
+  rm -rf "$context"
+  info "built $PAUSE_IMAGE (FROM scratch, $(docker image inspect -f '{{.Size}}' "$PAUSE_IMAGE") bytes)"
+}
+
+build_node() {
+  step "Node binaries and images"
+  command -v containerd >/dev/null || die "containerd is needed (apt-get install containerd)"
+  [ -x "$CNI_BIN_DIR/bridge" ] && [ -x "$CNI_BIN_DIR/portmap" ] ||
+    die "CNI plugins are needed (apt-get install containernetworking-plugins)"
+  build_all
+  cached_build kubelet "$KUBERNETES_VERSION" build_kubelet
+  pause_image_present || build_pause_image
+}
+
+# ---------------------------------------------------------------------------------------------
+# Configuration
+
+write_node_pki() {
+  [ -f "$PKI/kubelet.crt" ] && [ -f "$PKI/kubelet-serving.crt" ] && return
+  # Node authorizer identity: system:node:NAME in group system:nodes.
+  issue_cert kubelet "/O=system:nodes/CN=system:node:$REAL_NODE"
+  issue_cert kubelet-serving "/CN=$REAL_NODE" "IP:127.0.0.1,DNS:$REAL_NODE,DNS:localhost"
+}
+
+write_containerd_config() {
+  mkdir -p "$CONTAINERD_DIR" "$NODE/cni/net.d"
+  cat >"$CONTAINERD_DIR/config.toml" <<TOML
+version = 2
+root = "$CONTAINERD_DIR/root"
+state = "$CONTAINERD_DIR/state"
+# Only what the kubelet needs; nothing of the system instance (/run/containerd) is shared.
+disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.v1.aufs",
+  "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs",
+  "io.containerd.snapshotter.v1.devmapper"]
+
+[grpc]
+  address = "$CONTAINERD_SOCKET"
+
+[ttrpc]
+  address = "$CONTAINERD_DIR/containerd-ttrpc.sock"
+
+[debug]
+  address = ""
+
+[metrics]
+  address = ""
+
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "$PAUSE_IMAGE"
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  enable_selinux = false
+  # Pod network namespaces under our state dir, so down can find and unmount exactly ours.
+  netns_mounts_under_state_dir = true
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "$CNI_BIN_DIR"
+    conf_dir = "$NODE/cni/net.d"
+    max_conf_num = 1
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        SystemdCgroup = false
+TOML
+}
+
+# bridge + host-local IPAM + portmap. No ipMasq: pods need no way out, and no extra iptables rules.
+write_cni_config() {
+  cat >"$NODE/cni/net.d/10-rmodelpack.conflist" <<JSON
+{
+  "cniVersion": "0.4.0",
+  "name": "rmodelpack",
+  "plugins": [
+    {
+      "type": "bridge",
+      "bridge": "$CNI_BRIDGE",
+      "isGateway": true,
+      "ipMasq": false,
+      "hairpinMode": true,
+      "ipam": {
+        "type": "host-local",
+        "dataDir": "$NODE/cni/ipam",
+        "ranges": [[{"subnet": "$POD_SUBNET"}]]
+      }
+    },
+    {"type": "portmap", "capabilities": {"portMappings": true}}
+  ]
+}
+JSON
+}
+
+write_kubelet_config() {
+  mkdir -p "$KUBELET_DIR"
+  cat >"$NODE/kubelet-config.yaml" <<YAML
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+address: 127.0.0.1
+port: $KUBELET_PORT
+readOnlyPort: 0
+healthzBindAddress: 127.0.0.1
+healthzPort: $KUBELET_HEALTHZ_PORT
+tlsCertFile: $PKI/kubelet-serving.crt
+tlsPrivateKeyFile: $PKI/kubelet-serving.key
+# The API server (cluster.sh) presents no kubelet client certificate, so its port-forward and
+# logs requests arrive anonymous; the kubelet listens on 127.0.0.1 only.
+authentication:
+  anonymous: {enabled: true}
+  webhook: {enabled: false}
+  x509: {clientCAFile: $PKI/ca.crt}
+authorization: {mode: AlwaysAllow}
+containerRuntimeEndpoint: unix://$CONTAINERD_SOCKET
+cgroupDriver: cgroupfs
+failCgroupV1: false
+failSwapOn: false
+registerWithTaints:
+- {key: $REAL_NODE_TAINT, value: "true", effect: NoSchedule}
+# A shared CI disk: never evict or garbage-collect images because of other tenants' usage.
+evictionHard: {memory.available: 100Mi, nodefs.available: "1%", imagefs.available: "1%"}
+imageGCHighThresholdPercent: 100
+imageGCLowThresholdPercent: 99
+resolvConf: /etc/resolv.conf
+serializeImagePulls: false
+maxPods: 20
+YAML
+}
+
+# ---------------------------------------------------------------------------------------------
+# Processes
+
+# start_host_binary NAME PATH ARGS...: like cluster.sh's start, for a binary outside .bin/.
+start_host_binary() {
+  local name=$1 path=$2
+  shift 2
+  if host_binary_running "$name" "$path"; then
+    info "$name already running (pid $(pid_of "$name"))"
+    return
+  fi
+  # 8>&- 9>&-: the daemon must not inherit (and so hold forever) node.sh's or cluster.sh's lock.
+  nohup nice -n 19 "$path" "$@" >>"$LOGS/$name.log" 2>&1 </dev/null 8>&- 9>&- &
+  echo $! >"$RUN/$name.pid"
+  info "$name started (pid $!, log $LOGS/$name.log)"
+}
+
+host_binary_running() {
+  local pid
+  pid=$(pid_of "$1")
+  [ -n "$pid" ] && [ "$(readlink "/proc/$pid/exe" 2>/dev/null)" = "$(readlink -f "$2")" ]
+}
+
+containerd_ready() { node_ctr version; }
+kubelet_healthy() { curl -fsS --max-time 3 "http://127.0.0.1:$KUBELET_HEALTHZ_PORT/healthz"; }
+
+start_containerd() {
+  write_containerd_config
+  write_cni_config
+  start_host_binary containerd "$(command -v containerd)" --config "$CONTAINERD_DIR/config.toml"
+  wait_until containerd "$LOGS/containerd.log" containerd_ready
+}
+
+# load_images IMAGE...: docker save | ctr import into the node's k8s.io namespace.
+load_images() {
+  local image
+  for image in "$@"; do
+    docker save "$image" | node_ctr images import --digests --snapshotter overlayfs - >/dev/null
+    info "loaded $image"
+  done
+}
+
+start_kubelet() {
+  write_node_pki
+  write_kubeconfig kubelet
+  write_kubelet_config
+  # kubelet is a nice-19 process like every build: it shares 2 cores with the test suite.
+  start_host_binary kubelet "$BIN/kubelet" --config="$NODE/kubelet-config.yaml" \
+    --kubeconfig="$STATE/kubelet.kubeconfig" --root-dir="$KUBELET_DIR" \
+    --hostname-override="$REAL_NODE" --cloud-provider=external \
+    --node-labels="$REAL_NODE_TAINT=true" --v=1
+  wait_until kubelet "$LOGS/kubelet.log" kubelet_healthy
+  wait_until "node $REAL_NODE registered" "$LOGS/kubelet.log" kube get node "$REAL_NODE"
+  initialize_node_address
+  wait_until "node $REAL_NODE Ready" "$LOGS/kubelet.log" node_ready "$REAL_NODE"
+}
+
+# The kubelet refuses a loopback --node-ip ("nodeIP can't be loopback address"), yet the API
+# server must reach its port-forward endpoint on 127.0.0.1. So the kubelet runs with
+# --cloud-provider=external (it then leaves the addresses alone) and this script plays the cloud
+# controller: InternalIP 127.0.0.1 only (a Hostname address would be tried first and not resolve),
+# then it lifts the "uninitialized" taint that external mode registers the node with.
+initialize_node_address() {
+  kube patch node "$REAL_NODE" --subresource=status --type=merge \
+    -p '{"status":{"addresses":[{"type":"InternalIP","address":"127.0.0.1"}]}}' >/dev/null
+  kube taint node "$REAL_NODE" node.cloudprovider.kubernetes.io/uninitialized- >/dev/null 2>&1 || true
+}
+
+node_has_loopback_address() {
+  [ "$(kube get node "$REAL_NODE" -o jsonpath='{.status.addresses[*].address}')" = 127.0.0.1 ]
+}
+
+node_healthy() {
+  containerd_ready && kubelet_healthy && node_ready "$REAL_NODE" && node_has_loopback_address
+} >/dev/null 2>&1
+
+cmd_node_up() {
+  local started=$SECONDS
+  bash "$HERE/cluster.sh" up
+  if node_healthy; then
+    info "node $REAL_NODE healthy; nothing to do"
+    return
+  fi
+  build_node
+  step "Real node $REAL_NODE (state: $NODE)"
+  mkdir -p "$NODE" "$LOGS" "$RUN"
+  start_containerd
+  load_images "$PAUSE_IMAGE"
+  start_kubelet
+  info "node up in $((SECONDS - started))s"
+}
+
+cmd_node_status() {
+  local ok=0
+  check() { if "${@:2}" >/dev/null 2>&1; then printf '%-28s ok\n' "$1"; else printf '%-28s FAIL\n' "$1"; ok=1; fi; }
+  check "containerd ($CONTAINERD_SOCKET)" containerd_ready
+  check "kubelet /healthz" kubelet_healthy
+  check "node $REAL_NODE Ready" node_ready "$REAL_NODE"
+  check "node address 127.0.0.1" node_has_loopback_address
+  return "$ok"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Teardown: pods first (the kubelet runs CNI DEL), then processes, then what they leave behind.
+
+# stop_host_binary NAME PATH: stops the recorded pid if it still runs PATH (pids get reused).
+stop_host_binary() {
+  local name=$1 pid
+  host_binary_running "$name" "$2" || return 0
+  pid=$(pid_of "$name")
+  kill "$pid"
+  for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+  kill -0 "$pid" 2>/dev/null && kill -9 "$pid"
+  info "stopped $name (pid $pid)"
+}
+
+delete_node_pods() {
+  apiserver_ready >/dev/null 2>&1 || return 0
+  kube delete pods --all-namespaces --field-selector "spec.nodeName=$REAL_NODE" \
+    --grace-period=5 --timeout=60s --ignore-not-found >/dev/null 2>&1 || true
+  kube delete node "$REAL_NODE" --ignore-not-found --timeout=30s >/dev/null 2>&1 || true
+}
+
+# Whatever the kubelet did not stop (a crash, a timeout): kill and delete every task/container.
+remove_leftover_containers() {
+  containerd_ready >/dev/null 2>&1 || return 0
+  local id
+  for id in $(node_ctr tasks ls -q 2>/dev/null); do
+    node_ctr tasks kill -s SIGKILL "$id" >/dev/null 2>&1 || true
+  done
+  sleep 1
+  for id in $(node_ctr tasks ls -q 2>/dev/null); do node_ctr tasks delete -f "$id" >/dev/null 2>&1 || true; done
+  for id in $(node_ctr containers ls -q 2>/dev/null); do node_ctr containers delete "$id" >/dev/null 2>&1 || true; done
+}
+
+mounts_under() {
+  awk -v d="$1" '$2 == d || index($2, d "/") == 1 { print $2 }' /proc/self/mounts | sort -ru
+}
+
+# unmount_under DIR: DIR and every mount below it, deepest first (the kubelet bind-mounts its
+# root dir onto itself, and a restarted kubelet stacks another one).
+unmount_under() {
+  local mountpoint
+  for _ in 1 2 3 4 5; do
+    [ -n "$(mounts_under "$1")" ] || return 0
+    for mountpoint in $(mounts_under "$1"); do umount -l "$mountpoint" 2>/dev/null || true; done
+  done
+}
+
+# The kubelet's cgroupfs driver leaves kubepods/ in every v1 hierarchy; remove the empty tree.
+remove_kubepods_cgroups() {
+  local dir
+  for dir in /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/kubepods; do
+    [ -d "$dir" ] || continue
+    find "$dir" -depth -type d -exec rmdir {} + 2>/dev/null || true
+  done
+}
+
+cmd_node_down() {
+  delete_node_pods
+  stop_host_binary kubelet "$BIN/kubelet"
+  remove_leftover_containers
+  stop_host_binary containerd "$(command -v containerd)"
+  unmount_under "$KUBELET_DIR"
+  unmount_under "$NETNS_DIR"
+  unmount_under "$CONTAINERD_DIR"
+  ip link delete "$CNI_BRIDGE" 2>/dev/null || true
+  remove_kubepods_cgroups
+  rm -rf "$NODE"
+  info "node state removed ($NODE)"
+}
+
+node_lock() {
+  mkdir -p "$(dirname "$NODE")"
+  exec 8>"$NODE.lock"
+  flock -w 900 8 || die "another ci/node.sh holds $NODE.lock for more than 900s"
+  "$@"
+}
+
+node_main() {
+  case "${1:-}" in
+    build) node_lock build_node ;;
+    up) node_lock cmd_node_up ;;
+    load) shift && load_images "$@" ;;
+    status) cmd_node_status ;;
+    down) node_lock cmd_node_down ;;
+    env) echo "export KUBECONFIG=$KUBECONFIG_FILE" ;;
+    *) die "usage: ci/node.sh build|up|load IMAGE...|status|down|env" ;;
+  esac
+}
+
+node_main "$@"
