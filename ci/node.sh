@@ -8,6 +8,8 @@
 #   ci/node.sh build         build (or reuse) .bin/kubelet and the pause image
 #   ci/node.sh up            cluster.sh up, then containerd + kubelet; waits for the node Ready
 #   ci/node.sh load IMAGE..  copy docker images into the node's containerd (k8s.io namespace)
+#   ci/node.sh ingress       (after up) Traefik, built from its Go module, as a host-network pod
+#                            on the node: websecure on 127.0.0.1:17443, web on 127.0.0.1:17080
 #   ci/node.sh status        health of containerd, the kubelet and the node; exit 1 when not healthy
 #   ci/node.sh down          delete the node's pods, stop kubelet + containerd, remove the bridge,
 #                            mounts, cgroups and state
@@ -22,6 +24,12 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 NODE="${RMP_NODE_DIR:-$ROOT/.cache/node}"
 NODE_K8S="$K8S_DIR/node"
+# shellcheck source=ci/k8s/node/versions.env
+. "$NODE_K8S/versions.env"
+TRAEFIK_IMAGE="rmodelpack.local/traefik:$TRAEFIK_VERSION"
+TRAEFIK_WEB_PORT=17080
+TRAEFIK_WEBSECURE_PORT=17443
+TRAEFIK_PING_PORT=17900
 REAL_NODE=rmp-node-0
 REAL_NODE_TAINT=rmodelpack.io/real-node
 KUBELET_PORT=16250
@@ -29,7 +37,6 @@ KUBELET_HEALTHZ_PORT=16248
 CNI_BRIDGE=rmp-cni0
 POD_SUBNET=10.88.0.0/16
 CNI_BIN_DIR=/usr/lib/cni
-PAUSE_IMAGE=rmodelpack.local/pause:3.10
 CONTAINERD_DIR="$NODE/containerd"
 CONTAINERD_SOCKET="$CONTAINERD_DIR/containerd.sock"
 KUBELET_DIR="$NODE/kubelet"
@@ -111,6 +118,9 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
   stream_server_address = "127.0.0.1"
   stream_server_port = "0"
   enable_selinux = false
+  # This machine's root lacks CAP_SYS_RESOURCE, so runc cannot lower oom_score_adj to the
+  # sandbox's -998 ("can't get final child's PID from pipe: EOF"); clamp it to ours (0).
+  restrict_oom_score_adj = true
   # Pod network namespaces under our state dir, so down can find and unmount exactly ours.
   netns_mounts_under_state_dir = true
   [plugins."io.containerd.grpc.v1.cri".cni]
@@ -124,11 +134,16 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         SystemdCgroup = false
+        Root = "$CONTAINERD_DIR/runc"
 TOML
 }
 
-# bridge + host-local IPAM + portmap. No ipMasq: pods need no way out, and no extra iptables rules.
+# bridge + host-local IPAM + portmap. No ipMasq: pods need no way out, and no iptables rules of
+# our own. The "unreachable" route is a safety net: host-originated packets to a pod IP (kubelet
+# probes, the host-network Traefik) use the bridge's own route while it exists and are refused
+# on the spot otherwise, never sent to the default gateway.
 write_cni_config() {
+  ip route replace unreachable "$POD_SUBNET" metric 4000
   cat >"$NODE/cni/net.d/10-rmodelpack.conflist" <<JSON
 {
   "cniVersion": "0.4.0",
@@ -290,6 +305,39 @@ cmd_node_status() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# Ingress: Traefik as a pod on the real node (its routes reach the app pods over the pod network).
+
+build_traefik() {
+  (cd "$NODE_K8S/traefik" && CGO_ENABLED=0 nice -n 19 go build -trimpath -ldflags "-s -w" \
+    -o "$BIN/$1" github.com/traefik/traefik/v3/cmd/traefik)
+}
+
+build_traefik_image() {
+  cached_build traefik "$TRAEFIK_VERSION" build_traefik
+  local context
+  context=$(mktemp -d)
+  cp "$BIN/traefik" "$NODE_K8S/traefik/Dockerfile" "$context/"
+  docker build -q -t "$TRAEFIK_IMAGE" "$context" >/dev/null
+  rm -rf "$context"
+}
+
+traefik_ready() { curl -fsS --max-time 3 "http://127.0.0.1:$TRAEFIK_PING_PORT/ping"; }
+
+cmd_ingress() {
+  node_healthy || die "the node is not up (bash ci/node.sh up)"
+  step "Traefik $TRAEFIK_VERSION on $REAL_NODE"
+  build_traefik_image
+  load_images "$TRAEFIK_IMAGE"
+  sed -e "s|@IMAGE@|$TRAEFIK_IMAGE|" -e "s|@APISERVER_PORT@|$APISERVER_PORT|" \
+    -e "s|@WEB_PORT@|$TRAEFIK_WEB_PORT|" -e "s|@WEBSECURE_PORT@|$TRAEFIK_WEBSECURE_PORT|" \
+    -e "s|@PING_PORT@|$TRAEFIK_PING_PORT|" "$NODE_K8S/traefik/traefik.yaml" | kube apply -f - >/dev/null
+  kube rollout status -n rmp-ingress deployment/traefik --timeout="${READY_TIMEOUT}s" >/dev/null ||
+    { kube logs -n rmp-ingress deployment/traefik -c traefik --tail=30 >&2 || true; die "Traefik not ready"; }
+  wait_until "Traefik /ping" "$LOGS/kubelet.log" traefik_ready
+  info "Traefik ready: web 127.0.0.1:$TRAEFIK_WEB_PORT, websecure 127.0.0.1:$TRAEFIK_WEBSECURE_PORT"
+}
+
+# ---------------------------------------------------------------------------------------------
 # Teardown: pods first (the kubelet runs CNI DEL), then processes, then what they leave behind.
 
 # stop_host_binary NAME PATH: stops the recorded pid if it still runs PATH (pids get reused).
@@ -305,6 +353,8 @@ stop_host_binary() {
 
 delete_node_pods() {
   apiserver_ready >/dev/null 2>&1 || return 0
+  kube delete namespace rmp-ingress --ignore-not-found --timeout=60s >/dev/null 2>&1 || true
+  kube delete clusterrolebinding/rmp-traefik clusterrole/rmp-traefik ingressclass/traefik --ignore-not-found >/dev/null 2>&1 || true
   kube delete pods --all-namespaces --field-selector "spec.nodeName=$REAL_NODE" \
     --grace-period=5 --timeout=60s --ignore-not-found >/dev/null 2>&1 || true
   kube delete node "$REAL_NODE" --ignore-not-found --timeout=30s >/dev/null 2>&1 || true
@@ -345,6 +395,14 @@ remove_kubepods_cgroups() {
   done
 }
 
+# containerd 1.6 puts shim sockets under /run/containerd/s whatever its config says (docker's
+# own containerd lives in /var/run/docker); the shims remove their sockets, we remove the dirs
+# if empty, so a host without a system containerd is left as it was.
+remove_empty_shim_dirs() {
+  rmdir /run/containerd/s /run/containerd/runc/k8s.io /run/containerd/runc /run/containerd/fifo \
+    /run/containerd 2>/dev/null || true
+}
+
 cmd_node_down() {
   delete_node_pods
   stop_host_binary kubelet "$BIN/kubelet"
@@ -354,7 +412,9 @@ cmd_node_down() {
   unmount_under "$NETNS_DIR"
   unmount_under "$CONTAINERD_DIR"
   ip link delete "$CNI_BRIDGE" 2>/dev/null || true
+  ip route delete unreachable "$POD_SUBNET" metric 4000 2>/dev/null || true
   remove_kubepods_cgroups
+  remove_empty_shim_dirs
   rm -rf "$NODE"
   info "node state removed ($NODE)"
 }
@@ -371,10 +431,11 @@ node_main() {
     build) node_lock build_node ;;
     up) node_lock cmd_node_up ;;
     load) shift && load_images "$@" ;;
+    ingress) node_lock cmd_ingress ;;
     status) cmd_node_status ;;
     down) node_lock cmd_node_down ;;
     env) echo "export KUBECONFIG=$KUBECONFIG_FILE" ;;
-    *) die "usage: ci/node.sh build|up|load IMAGE...|status|down|env" ;;
+    *) die "usage: ci/node.sh build|up|load IMAGE...|ingress|status|down|env" ;;
   esac
 }
 

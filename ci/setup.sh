@@ -30,6 +30,7 @@ APT_PACKAGES=(
   r-cran-ranger r-cran-glmnet
   nginx-light tini wrk
   docker.io containerd runc docker-registry debootstrap
+  containernetworking-plugins iproute2
 )
 
 step() { printf '\n==> %s\n' "$*"; }

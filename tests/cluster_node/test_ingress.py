@@ -1,0 +1,143 @@
+"""Traefik (built from its Go module) as the ingress controller on the real node, with the
+chart's own Ingress, Middleware (basic auth) and TLSOption: over TLS, /predict is 401 without
+credentials and 200 with them. Traefik runs in the host network namespace, listening on
+127.0.0.1 only (see ci/k8s/node/traefik/traefik.yaml for why); curl --resolve sends the chart's
+host name as SNI and Host while connecting to 127.0.0.1.
+
+cert-manager's controller cannot be built here (the module proxy does not serve
+github.com/cert-manager/cert-manager/cmd/controller), so the TLS Secret the chart's Certificate
+names is issued by a test CA with openssl, as a CA Issuer would."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cluster.kube import eventually, helm, kubectl, kubectl_json, run
+from conftest import require_tool
+
+from cluster_node.boston import (
+    NODE_SCRIPT,
+    PASSWORD,
+    USER,
+    install,
+    native_prediction,
+    predict_body,
+)
+from cluster_node.host import listening_pids
+
+RELEASE = "boston"
+HOST = "boston.example.com"
+WEBSECURE_PORT = 17443  # ci/node.sh TRAEFIK_WEBSECURE_PORT
+
+
+@pytest.fixture(scope="module")
+def traefik(real_node: str) -> str:
+    run("bash", str(NODE_SCRIPT), "ingress", timeout=3600)
+    return "rmp-ingress"
+
+
+def issue_tls(workdir: Path) -> tuple[Path, Path, Path]:
+    """A test CA and a certificate for HOST signed by it: (ca.crt, tls.crt, tls.key)."""
+    require_tool("openssl")
+    ca_key, ca_crt = workdir / "ca.key", workdir / "ca.crt"
+    key, csr, crt = workdir / "tls.key", workdir / "tls.csr", workdir / "tls.crt"
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    run("openssl", "req", "-x509", *ec, "-keyout", str(ca_key), "-out", str(ca_crt),
+        "-subj", "/CN=rmodelpack-node-e2e-ca", "-days", "1",
+        "-addext", "basicConstraints=critical,CA:TRUE")  # fmt: skip
+    run(
+        "openssl", "req", "-new", *ec, "-keyout", str(key), "-out", str(csr), "-subj", f"/CN={HOST}"
+    )
+    extensions = workdir / "tls.ext"
+    extensions.write_text(f"subjectAltName=DNS:{HOST}\nextendedKeyUsage=serverAuth\n")
+    run("openssl", "x509", "-req", "-in", str(csr), "-CA", str(ca_crt), "-CAkey", str(ca_key),
+        "-CAcreateserial", "-days", "1", "-extfile", str(extensions), "-out", str(crt))  # fmt: skip
+    return ca_crt, crt, key
+
+
+@pytest.fixture(scope="module")
+def release(
+    traefik: str, module_namespace: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Path, Path]]:
+    """(render folder, CA certificate) of boston-rf installed behind Traefik with its TLS Secret."""
+    workdir = tmp_path_factory.mktemp("boston-rf-ingress")
+    rendered = install(RELEASE, module_namespace, workdir)
+    certificate = kubectl_json("get", "certificates.cert-manager.io", "-n", module_namespace)
+    secret_name = certificate["items"][0]["spec"]["secretName"]
+    ca_crt, crt, key = issue_tls(workdir)
+    kubectl("create", "secret", "tls", secret_name, "-n", module_namespace,
+            f"--cert={crt}", f"--key={key}")  # fmt: skip
+    yield rendered, ca_crt
+    helm("uninstall", RELEASE, "-n", module_namespace, "--wait", "--timeout", "120s", check=False)
+
+
+@pytest.fixture
+def websecure(traefik: str, release: tuple[Path, Path]) -> int:
+    return WEBSECURE_PORT
+
+
+def curl_predict(port: int, ca_crt: Path, body_file: Path, *extra: str) -> tuple[int, str]:
+    """POST /predict to https://HOST:port with HOST resolved to 127.0.0.1, verified by our CA."""
+    done = subprocess.run(
+        ["curl", "-sS", "--max-time", "30", "--resolve", f"{HOST}:{port}:127.0.0.1",
+         "--cacert", str(ca_crt), "-H", "Content-Type: application/json",
+         "--data-binary", f"@{body_file}", "-w", "\n%{http_code}", *extra,
+         f"https://{HOST}:{port}/predict"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    text, _, status = done.stdout.rpartition("\n")
+    return int(status), text
+
+
+def route_loaded(port: int, ca_crt: Path, body_file: Path) -> bool:
+    """Traefik loads the chart's Ingress and the TLS Secret a few seconds after they appear:
+    until then it presents its default self-signed certificate (curl exit 60) or answers 404."""
+    done = subprocess.run(
+        ["curl", "-sS", "-o", "/dev/null", "--max-time", "10", "--resolve",
+         f"{HOST}:{port}:127.0.0.1", "--cacert", str(ca_crt), "--data-binary", f"@{body_file}",
+         "-w", "%{http_code}", f"https://{HOST}:{port}/predict"],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    return done.returncode == 0 and done.stdout != "404"
+
+
+def test_traefik_serves_the_chart_route_with_basic_auth_over_tls(
+    websecure: int, release: tuple[Path, Path], tmp_path: Path
+) -> None:
+    rendered, ca_crt = release
+    body = predict_body()
+    body_file = tmp_path / "predict.json"
+    body_file.write_text(json.dumps(body))
+
+    assert eventually(lambda: route_loaded(websecure, ca_crt, body_file), timeout=90)
+    status, _ = curl_predict(websecure, ca_crt, body_file)
+    assert status == 401
+    status, _ = curl_predict(websecure, ca_crt, body_file, "-u", f"{USER}:wrong-password")
+    assert status == 401
+    status, text = curl_predict(websecure, ca_crt, body_file, "-u", f"{USER}:{PASSWORD}")
+    assert status == 200, text
+    expected = native_prediction(rendered, body["data"], tmp_path)
+    assert json.loads(text)["predictions"] == pytest.approx(expected, rel=0, abs=1e-9)
+
+
+def test_traefik_presents_the_certificate_of_the_chart_secret(
+    websecure: int, release: tuple[Path, Path]
+) -> None:
+    _, ca_crt = release
+    shown = run("openssl", "s_client", "-connect", f"127.0.0.1:{websecure}",
+                "-servername", HOST, "-CAfile", str(ca_crt), "-verify_return_error",
+                stdin="", timeout=30)  # fmt: skip
+    assert f"subject=CN = {HOST}" in shown.stdout or f"subject=CN={HOST}" in shown.stdout
+    assert "Verify return code: 0 (ok)" in shown.stdout
+
+
+def test_traefik_listens_on_loopback_only(traefik: str) -> None:
+    listening = listening_pids("traefik")
+    assert listening, "no traefik process is listening"
+    addresses = set().union(*listening.values())
+    assert addresses == {"127.0.0.1:17080", "127.0.0.1:17443", "127.0.0.1:17900"}

@@ -1,0 +1,99 @@
+"""The real node: a kubelet (same v1.35.8 build) on containerd 1.6, registered beside the kwok
+nodes, tainted so only pods that tolerate it run there, serving only on 127.0.0.1."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cluster.kube import apply, eventually, kubectl_json, pinned_versions
+
+from cluster_node.host import listening_pids
+
+REAL_NODE = "rmp-node-0"
+TAINT_KEY = "rmodelpack.io/real-node"
+PAUSE_IMAGE = "rmodelpack.local/pause:3.10"
+
+
+def node_condition(node: dict, kind: str) -> str:
+    return next(c["status"] for c in node["status"]["conditions"] if c["type"] == kind)
+
+
+def test_real_node_is_ready_with_the_pinned_kubelet_on_containerd(real_node: str) -> None:
+    node = kubectl_json("get", "node", REAL_NODE)
+    info = node["status"]["nodeInfo"]
+    assert node_condition(node, "Ready") == "True"
+    assert info["kubeletVersion"] == pinned_versions()["KUBERNETES_VERSION"]
+    assert info["containerRuntimeVersion"].startswith("containerd://1.6.")
+    assert node["status"]["addresses"] == [{"type": "InternalIP", "address": "127.0.0.1"}]
+
+
+def test_real_node_is_tainted_and_labelled(real_node: str) -> None:
+    node = kubectl_json("get", "node", REAL_NODE)
+    assert {"key": TAINT_KEY, "value": "true", "effect": "NoSchedule"} in node["spec"]["taints"]
+    assert node["metadata"]["labels"][TAINT_KEY] == "true"
+    # The external-cloud-provider bootstrap taint is lifted by ci/node.sh.
+    keys = {taint["key"] for taint in node["spec"]["taints"]}
+    assert "node.cloudprovider.kubernetes.io/uninitialized" not in keys
+
+
+def test_kubelet_and_node_containerd_listen_on_loopback_only(real_node: str) -> None:
+    state = Path(real_node).parent.parent / "node" / "run"
+    kubelet_pid = (state / "kubelet.pid").read_text().strip()
+    containerd_pid = (state / "containerd.pid").read_text().strip()
+    kubelet = listening_pids("kubelet")[kubelet_pid]
+    containerd = listening_pids("containerd").get(containerd_pid, set())
+    assert kubelet == {"127.0.0.1:16250", "127.0.0.1:16248"}
+    # containerd's CRI streaming server (port-forward) on a random loopback port.
+    assert all(address.startswith("127.0.0.1:") for address in containerd)
+
+
+def pod(name: str, tolerate: bool) -> dict:
+    spec: dict = {
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": 65535,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [
+            {
+                "name": "pause",
+                "image": PAUSE_IMAGE,
+                "imagePullPolicy": "Never",
+                "securityContext": {
+                    "allowPrivilegeEscalation": False,
+                    "capabilities": {"drop": ["ALL"]},
+                },
+            }
+        ],
+    }
+    if tolerate:
+        spec["tolerations"] = [{"key": TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}]
+        spec["nodeSelector"] = {TAINT_KEY: "true"}
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec}
+
+
+def test_pod_without_toleration_stays_on_kwok(module_namespace: str) -> None:
+    apply(pod("untolerated", tolerate=False), "-n", module_namespace)
+    scheduled = eventually(
+        lambda: kubectl_json("get", "pod", "untolerated", "-n", module_namespace)["spec"].get(
+            "nodeName"
+        ),
+        timeout=60,
+    )
+    assert scheduled == "kwok-node-0"
+
+
+def test_tolerating_pod_really_runs_on_the_real_node(module_namespace: str) -> None:
+    apply(pod("tolerated", tolerate=True), "-n", module_namespace)
+
+    def running() -> dict | None:
+        live = kubectl_json("get", "pod", "tolerated", "-n", module_namespace)
+        statuses = live["status"].get("containerStatuses") or []
+        return live if statuses and "running" in statuses[0]["state"] else None
+
+    live = eventually(running, timeout=120)
+    assert live, "the pause pod did not start on the real node"
+    assert live["spec"]["nodeName"] == REAL_NODE
+    # A real container (kwok sets no containerID) with an address from the CNI bridge's IPAM.
+    assert live["status"]["containerStatuses"][0]["containerID"].startswith("containerd://")
+    assert live["status"]["podIP"].startswith("10.88.")
