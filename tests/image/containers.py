@@ -18,6 +18,8 @@ import pytest
 import requests
 from conftest import EXAMPLES_DIR, free_port, require_tool
 
+from rmodelpack.serve import run_hardened
+
 HERE = Path(__file__).resolve().parent
 NATIVE_PREDICT_R = HERE / "native_predict.R"
 TEST_REPOSITORY = "rmodelpack-test"
@@ -64,19 +66,10 @@ class Running:
 
 @contextmanager
 def hardened_container(client, image: str, **options: Any) -> Iterator[Running]:
-    """Run ``image`` read-only, tmpfs /tmp, no capabilities, as 10001, on a 127.0.0.1 port."""
+    """Run ``image`` as `rmodelpack serve --docker` does: read-only, tmpfs /tmp, no
+    capabilities, as 10001, on a 127.0.0.1 port (the tests inspect that it really is so)."""
     port = free_port()
-    container = client.containers.run(
-        image,
-        detach=True,
-        read_only=True,
-        tmpfs={"/tmp": "rw,nosuid,nodev,size=256m"},
-        cap_drop=["ALL"],
-        security_opt=["no-new-privileges"],
-        user=f"{UID}:{UID}",
-        ports={"8000/tcp": ("127.0.0.1", port)},
-        **options,
-    )
+    container = run_hardened(client, image, port, **options)
     try:
         yield Running(container, f"http://127.0.0.1:{port}")
     finally:
