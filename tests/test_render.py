@@ -280,3 +280,22 @@ def test_a_stored_sizing_applies_only_to_the_same_model_and_worker_count(tmp_pat
     resources = yaml.safe_load(files["values.yaml"])["resources"]
     assert resources == {"requests": {"cpu": "2", "memory": "400Mi"}, "limits": {"memory": "608Mi"}}
     assert "sizing.json" in files
+
+
+def test_the_charts_server_defaults_are_the_manifest_models():
+    """chart/values.yaml needs numbers for hand-written installs; they must stay the manifest
+    model's defaults (the one source), or a chart-only install would drift from rendered ones."""
+    from rmodelpack.manifest import RuntimeSpec
+    from rmodelpack.render import CONTAINER_PORT
+
+    chart = yaml.safe_load((Path(__file__).parent.parent / "chart" / "values.yaml").read_text())
+    runtime = RuntimeSpec()
+    assert chart["server"] == {
+        "workers": None,  # auto: the chart passes the CPU request
+        "threads": runtime.threads,
+        "timeoutSeconds": runtime.timeout_seconds,
+        "drainSeconds": runtime.drain_seconds,
+        "maxBodyBytes": runtime.max_body_bytes,
+        "port": CONTAINER_PORT,
+    }
+    assert runtime.workers == "auto"
