@@ -13,71 +13,27 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-BIN="$ROOT/.bin"
-K8S_DIR="$ROOT/ci/k8s"
-STATE="${RMP_CLUSTER_DIR:-$ROOT/.cache/cluster}"
-export PATH="$BIN:$PATH"
-
-# shellcheck source=ci/k8s/versions.env
-. "$K8S_DIR/versions.env"
+SCRIPT_NAME=ci/cluster.sh
+# shellcheck source=ci/lib.sh
+. "$ROOT/ci/lib.sh"
+STATE="$CLUSTER_STATE"
+LOGS="$STATE/logs"
+RUN="$STATE/run"
+# Bumped when `up` starts components differently (flags, certificates): an older state is taken
+# down and recreated instead of being reported healthy.
+STATE_FORMAT=2
 
 # Ports away from the well-known ones, so a developer's own etcd/apiserver keeps working.
 ETCD_CLIENT_PORT=23790
 ETCD_PEER_PORT=23800
-APISERVER_PORT=16443
 CONTROLLER_MANAGER_PORT=16257
 SCHEDULER_PORT=16259
 SERVICE_CIDR=10.96.0.0/16
 NODE_NAME=kwok-node-0
 GPU_NODE_NAME=kwok-gpu-node-0
-READY_TIMEOUT=90
-
-KUBECONFIG_FILE="$STATE/admin.kubeconfig"
-PKI="$STATE/pki"
-LOGS="$STATE/logs"
-RUN="$STATE/run"
-
-step() { printf '\n==> %s\n' "$*"; }
-info() { printf '    %s\n' "$*"; }
-die() { printf 'cluster.sh: ERROR: %s\n' "$*" >&2; exit 1; }
 
 # ---------------------------------------------------------------------------------------------
 # Build: one `go build` per binary, cached in .bin/ by a version stamp (as ci/setup.sh does).
-
-# cached_build NAME VERSION FUNCTION: runs FUNCTION unless .bin/NAME at VERSION exists.
-cached_build() {
-  local name=$1 version=$2 build=$3
-  local stamp="$BIN/.$name.version" started=$SECONDS
-  if [ -x "$BIN/$name" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$version" ]; then
-    info "$name $version present"
-    return
-  fi
-  info "building $name $version (go, nice 19)"
-  "$build" "$name"
-  echo "$version" >"$stamp"
-  info "built $name in $((SECONDS - started))s"
-}
-
-# Release time of the pinned tag, from the module proxy's .info: a reproducible buildDate.
-kubernetes_release_date() {
-  local info
-  info=$(cd "$K8S_DIR/kubernetes" &&
-    go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" | jq -r .Info)
-  jq -r .Time "$info" | sed 's/\.[0-9]*Z$/Z/'
-}
-
-# Version stamps read by `kubectl version`, /version and helm's kubeVersion checks.
-kubernetes_ldflags() {
-  local major minor date flags="-s -w" pkg
-  major=$(cut -d. -f1 <<<"${KUBERNETES_VERSION#v}")
-  minor=$(cut -d. -f2 <<<"$KUBERNETES_VERSION")
-  date=$(kubernetes_release_date)
-  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-    flags+=" -X $pkg.gitVersion=$KUBERNETES_VERSION -X $pkg.gitMajor=$major"
-    flags+=" -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=archive -X $pkg.buildDate=$date"
-  done
-  echo "$flags"
-}
 
 build_kubernetes_command() {
   local name=$1
@@ -122,29 +78,6 @@ build_all() {
 # ---------------------------------------------------------------------------------------------
 # PKI: one CA signs the serving cert and every client cert; EC P-256 keys (fast to generate).
 
-new_key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" 2>/dev/null; }
-
-# issue_cert NAME SUBJECT [SUBJECT_ALT_NAMES]: writes $PKI/NAME.{key,crt}, signed by the CA.
-issue_cert() {
-  local name=$1 subject=$2 sans=${3:-}
-  local ext="$PKI/$name.ext"
-  new_key "$PKI/$name.key"
-  {
-    echo "basicConstraints=critical,CA:FALSE"
-    echo "keyUsage=critical,digitalSignature,keyEncipherment"
-    if [ -n "$sans" ]; then
-      echo "extendedKeyUsage=serverAuth"
-      echo "subjectAltName=$sans"
-    else
-      echo "extendedKeyUsage=clientAuth"
-    fi
-  } >"$ext"
-  openssl req -new -key "$PKI/$name.key" -subj "$subject" 2>/dev/null |
-    openssl x509 -req -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" -CAcreateserial \
-      -days 3650 -extfile "$ext" -out "$PKI/$name.crt" 2>/dev/null
-  rm -f "$ext"
-}
-
 generate_pki() {
   [ -f "$PKI/.complete" ] && return
   info "generating certificates and service-account keys (openssl, $PKI)"
@@ -160,89 +93,41 @@ generate_pki() {
   issue_cert scheduler "/CN=system:kube-scheduler"
   # kwok acts for the fake kubelet (node status, leases, pod status), so it gets admin rights.
   issue_cert kwok "/O=system:masters/CN=kwok"
+  # The aggregation layer (metrics-server's metrics.k8s.io): the API server authenticates to an
+  # extension API server with this client certificate from its own CA, which that server trusts
+  # for the X-Remote-User/-Group headers only.
+  new_key "$PKI/front-proxy-ca.key"
+  openssl req -x509 -new -key "$PKI/front-proxy-ca.key" -subj "/CN=rmodelpack-front-proxy-ca" \
+    -days 3650 -addext "basicConstraints=critical,CA:TRUE" \
+    -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" \
+    -out "$PKI/front-proxy-ca.crt" 2>/dev/null
+  issue_cert front-proxy-client "/CN=front-proxy-client" "" front-proxy-ca
   new_key "$PKI/service-account.key"
   openssl pkey -in "$PKI/service-account.key" -pubout -out "$PKI/service-account.pub" 2>/dev/null
   touch "$PKI/.complete"
 }
 
-# write_kubeconfig NAME: $STATE/NAME.kubeconfig with the client cert $PKI/NAME.{crt,key}.
-write_kubeconfig() {
-  local name=$1
-  cat >"$STATE/$name.kubeconfig" <<KUBECONFIG
-apiVersion: v1
-kind: Config
-clusters:
-- name: rmodelpack-dev
-  cluster:
-    server: https://127.0.0.1:$APISERVER_PORT
-    certificate-authority-data: $(base64 -w0 <"$PKI/ca.crt")
-users:
-- name: $name
-  user:
-    client-certificate-data: $(base64 -w0 <"$PKI/$name.crt")
-    client-key-data: $(base64 -w0 <"$PKI/$name.key")
-contexts:
-- name: rmodelpack-dev
-  context: {cluster: rmodelpack-dev, user: $name}
-current-context: rmodelpack-dev
-KUBECONFIG
-  chmod 600 "$STATE/$name.kubeconfig"
-}
-
 # ---------------------------------------------------------------------------------------------
-# Processes: each runs under nohup with its pid in $RUN/NAME.pid and its log in $LOGS/NAME.log.
+# Processes: ci/lib.sh start_daemon (own session, no inherited descriptor), $RUN/NAME.pid,
+# $LOGS/NAME.log.
 
-pid_of() { cat "$RUN/$1.pid" 2>/dev/null || true; }
+# is_running NAME: the recorded pid still runs .bin/NAME.
+is_running() { daemon_running "$1" "$BIN/$1"; }
 
-# True when the recorded pid is alive and still runs our binary (pids get reused).
-is_running() {
-  local pid
-  pid=$(pid_of "$1")
-  [ -n "$pid" ] && [ "$(readlink "/proc/$pid/exe" 2>/dev/null)" = "$(readlink -f "$BIN/$1")" ]
-}
-
-# start NAME ARGS...: starts .bin/NAME in the background unless it is already running.
+# start NAME ARGS...: starts .bin/NAME as a daemon unless it already runs.
 start() {
   local name=$1
   shift
-  if is_running "$name"; then
-    info "$name already running (pid $(pid_of "$name"))"
-    return
-  fi
-  # 9>&-: the daemon must not inherit (and so hold forever) the lock taken by with_lock.
-  nohup "$BIN/$name" "$@" >>"$LOGS/$name.log" 2>&1 </dev/null 9>&- &
-  echo $! >"$RUN/$name.pid"
-  info "$name started (pid $!, log $LOGS/$name.log)"
+  start_daemon "$name" "$BIN/$name" "$@"
 }
 
-# wait_until DESCRIPTION LOG COMMAND...: polls COMMAND for READY_TIMEOUT seconds.
-wait_until() {
-  local what=$1 log=$2
-  shift 2
-  local deadline=$((SECONDS + READY_TIMEOUT))
-  until "$@" >/dev/null 2>&1; do
-    if [ "$SECONDS" -ge "$deadline" ]; then
-      tail -n 30 "$log" >&2 || true
-      die "$what not ready within ${READY_TIMEOUT}s (log: $log)"
-    fi
-    sleep 0.5
-  done
-}
-
-https_ok() { curl -fsS --max-time 3 --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key" "$1"; }
 insecure_ok() { curl -fsSk --max-time 3 "$1"; }
-kube() { "$BIN/kubectl" --kubeconfig "$KUBECONFIG_FILE" "$@"; }
 
 etcd_healthy() { curl -fsS --max-time 3 "http://127.0.0.1:$ETCD_CLIENT_PORT/health"; }
-apiserver_ready() { https_ok "https://127.0.0.1:$APISERVER_PORT/readyz"; }
 controller_manager_healthy() { insecure_ok "https://127.0.0.1:$CONTROLLER_MANAGER_PORT/healthz"; }
 scheduler_healthy() { insecure_ok "https://127.0.0.1:$SCHEDULER_PORT/healthz"; }
 # kwok serves no port here (one less listener); its health is the fake nodes' fresh heartbeat.
 kwok_healthy() { is_running kwok; }
-node_ready() {
-  [ "$(kube get node "${1:-$NODE_NAME}" \
-    -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" = True ]
-}
 
 start_etcd() {
   # --unsafe-no-fsync: a throwaway test store; fsync on a shared disk only costs time.
@@ -266,7 +151,13 @@ start_apiserver() {
     --service-account-issuer=https://kubernetes.default.svc.cluster.local \
     --service-account-key-file="$PKI/service-account.pub" \
     --service-account-signing-key-file="$PKI/service-account.key" \
-    --service-cluster-ip-range="$SERVICE_CIDR" --allow-privileged=true --profiling=false
+    --service-cluster-ip-range="$SERVICE_CIDR" --allow-privileged=true --profiling=false \
+    --requestheader-client-ca-file="$PKI/front-proxy-ca.crt" \
+    --requestheader-allowed-names=front-proxy-client \
+    --requestheader-username-headers=X-Remote-User --requestheader-group-headers=X-Remote-Group \
+    --requestheader-extra-headers-prefix=X-Remote-Extra- \
+    --proxy-client-cert-file="$PKI/front-proxy-client.crt" \
+    --proxy-client-key-file="$PKI/front-proxy-client.key"
   wait_until kube-apiserver "$LOGS/kube-apiserver.log" apiserver_ready
 }
 
@@ -279,7 +170,7 @@ start_controller_manager() {
     --service-account-private-key-file="$PKI/service-account.key" --root-ca-file="$PKI/ca.crt" \
     --cluster-signing-cert-file="$PKI/ca.crt" --cluster-signing-key-file="$PKI/ca.key" \
     --use-service-account-credentials=true --service-cluster-ip-range="$SERVICE_CIDR" \
-    --leader-elect=false --profiling=false
+    --leader-elect=false --profiling=false --horizontal-pod-autoscaler-sync-period=5s
   wait_until kube-controller-manager "$LOGS/kube-controller-manager.log" controller_manager_healthy
 }
 
@@ -395,15 +286,22 @@ healthy() {
     kwok_healthy && node_ready "$NODE_NAME" && node_ready "$GPU_NODE_NAME"
 } >/dev/null 2>&1
 
+state_is_current() { [ "$(cat "$STATE/.format" 2>/dev/null)" = "$STATE_FORMAT" ]; }
+
 cmd_up() {
   local started=$SECONDS
-  if [ -f "$KUBECONFIG_FILE" ] && healthy; then
+  if [ -f "$KUBECONFIG_FILE" ] && state_is_current && healthy; then
     info "cluster healthy; nothing to do (KUBECONFIG=$KUBECONFIG_FILE)"
     return
+  fi
+  if [ -d "$STATE" ] && ! state_is_current; then
+    info "state in $STATE is from an older ci/cluster.sh; recreating it"
+    cmd_down
   fi
   build_all
   step "Control plane on 127.0.0.1 (state: $STATE)"
   mkdir -p "$STATE" "$LOGS" "$RUN"
+  echo "$STATE_FORMAT" >"$STATE/.format"
   generate_pki
   local name
   for name in admin controller-manager scheduler kwok; do write_kubeconfig "$name"; done
@@ -428,7 +326,7 @@ cmd_status() {
   check "apiserver /readyz" apiserver_ready
   check "controller-manager" controller_manager_healthy
   check "scheduler" scheduler_healthy
-  check "node $NODE_NAME Ready" node_ready
+  check "node $NODE_NAME Ready" node_ready "$NODE_NAME"
   check "node $GPU_NODE_NAME Ready" node_ready "$GPU_NODE_NAME"
   if [ "$ok" -eq 0 ]; then
     printf 'server version: %s\n' "$(kube version -o json | jq -r .serverVersion.gitVersion)"
@@ -439,38 +337,24 @@ cmd_status() {
 
 # Stops only the processes recorded in $RUN (ours), newest first, then deletes the state.
 cmd_down() {
-  local name pid names
+  local name names
   names=$(components | tr ' ' '\n' | tac)
   for name in $names; do
-    is_running "$name" || continue
-    pid=$(pid_of "$name")
-    kill "$pid"
-    for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
-    kill -0 "$pid" 2>/dev/null && kill -9 "$pid"
-    info "stopped $name (pid $pid)"
+    stop_daemon "$name" "$BIN/$name"
   done
   rm -rf "$STATE"
   info "state removed ($STATE)"
 }
 
-# up and down from several shells (parallel test sessions) take turns.
-with_lock() {
-  mkdir -p "$(dirname "$STATE")"
-  exec 9>"$STATE.lock"
-  flock -w 900 9 || die "another ci/cluster.sh holds $STATE.lock for more than 900s"
-  "$@"
-}
-
 main() {
   case "${1:-}" in
-    build) with_lock build_all ;;
-    up) with_lock cmd_up ;;
+    build) with_lock "$STATE.lock" build_all ;;
+    up) with_lock "$STATE.lock" cmd_up ;;
     status) cmd_status ;;
-    down) with_lock cmd_down ;;
+    down) with_lock "$STATE.lock" cmd_down ;;
     env) echo "export KUBECONFIG=$KUBECONFIG_FILE" ;;
     *) die "usage: ci/cluster.sh build|up|down|status|env" ;;
   esac
 }
 
-# ci/node.sh sources this file for its functions; run main only when executed.
-if [ "${BASH_SOURCE[0]}" = "$0" ]; then main "$@"; fi
+main "$@"

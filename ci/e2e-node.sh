@@ -1,29 +1,26 @@
 #!/usr/bin/env bash
-# End-to-end suite on the real node (issue 8, stage 2): a kubelet on its own containerd beside
-# the kwok nodes, running the boston-rf example for real. Not part of ci/test.sh.
-#   bash ci/e2e-node.sh           start cluster + node, run tests/cluster_node, take the node down
-#   bash ci/e2e-node.sh --keep    ... and leave the node up (tests/cluster expects only kwok nodes)
+# The real-node suite alone (tests/cluster_node; also part of the default `bash ci/test.sh` run).
+# Its fixtures build what is missing, start the control plane and the node, and take down at the
+# end what they started (tests/cluster/lifecycle.py).
+#   bash ci/e2e-node.sh           run tests/cluster_node
+#   bash ci/e2e-node.sh --keep    ... and leave the cluster and the node up (RMP_KEEP_CLUSTER=1)
 # Extra arguments go to pytest. See docs/cluster.md, "Stage 2".
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export PATH="$ROOT/.bin:$ROOT/.venv/bin:$PATH"
 cd "$ROOT"
 
-keep=false
 args=()
 for arg in "$@"; do
-  if [ "$arg" = "--keep" ]; then keep=true; else args+=("$arg"); fi
+  if [ "$arg" = "--keep" ]; then export RMP_KEEP_CLUSTER=1; else args+=("$arg"); fi
 done
 
 started=$SECONDS
-bash "$ROOT/ci/node.sh" up || exit 1
-eval "$(bash "$ROOT/ci/node.sh" env)"
-RMP_NODE_E2E=1 "$ROOT/.venv/bin/python" -m pytest tests/cluster_node -m node "${args[@]}"
+"$ROOT/.venv/bin/python" -m pytest tests/cluster_node -m node "${args[@]}"
 status=$?
 [ "$status" -eq 5 ] && { echo "ci/e2e-node.sh: pytest collected no tests; that is a failure" >&2; status=1; }
 if [ "$status" -ne 0 ]; then
-  echo "ci/e2e-node.sh: failed; kubelet/containerd logs are in $ROOT/.cache/node/logs" >&2
+  echo "ci/e2e-node.sh: failed; logs of what the tests took down are in $ROOT/.cache/last-logs/" >&2
 fi
-"$keep" || bash "$ROOT/ci/node.sh" down
 echo "e2e-node took $((SECONDS - started))s"
 exit "$status"

@@ -5,8 +5,10 @@
 # bridge + portmap plugins. Pods scheduled there really run; reach them with
 # `kubectl port-forward --address 127.0.0.1`.
 #
-#   ci/node.sh build         build (or reuse) .bin/kubelet and the pause image
-#   ci/node.sh up            cluster.sh up, then containerd + kubelet; waits for the node Ready
+#   ci/node.sh build         cluster.sh build, then (or reuse) .bin/kubelet, .bin/metrics-server,
+#                            .bin/traefik and the pause and Traefik images
+#   ci/node.sh up            cluster.sh up, then containerd + kubelet (waits for the node Ready)
+#                            and metrics-server (waits for the metrics.k8s.io API)
 #   ci/node.sh load IMAGE..  copy docker images into the node's containerd (k8s.io namespace)
 #   ci/node.sh ingress       (after up) Traefik, built from its Go module, as a host-network pod
 #                            on the node: websecure on 127.0.0.1:17443, web on 127.0.0.1:17080
@@ -18,11 +20,14 @@
 # here, so the kwok-based tests never land on it. State: $RMP_NODE_DIR (.cache/node).
 set -euo pipefail
 
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# shellcheck source=ci/cluster.sh
-. "$HERE/cluster.sh"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+SCRIPT_NAME=ci/node.sh
+# shellcheck source=ci/lib.sh
+. "$ROOT/ci/lib.sh"
 
 NODE="${RMP_NODE_DIR:-$ROOT/.cache/node}"
+LOGS="$NODE/logs"
+RUN="$NODE/run"
 NODE_K8S="$K8S_DIR/node"
 # shellcheck source=ci/k8s/node/versions.env
 . "$NODE_K8S/versions.env"
@@ -34,6 +39,7 @@ REAL_NODE=rmp-node-0
 REAL_NODE_TAINT=rmodelpack.io/real-node
 KUBELET_PORT=16250
 KUBELET_HEALTHZ_PORT=16248
+METRICS_SERVER_PORT=16263
 CNI_BRIDGE=rmp-cni0
 POD_SUBNET=10.88.0.0/16
 CNI_BIN_DIR=/usr/lib/cni
@@ -41,9 +47,6 @@ CONTAINERD_DIR="$NODE/containerd"
 CONTAINERD_SOCKET="$CONTAINERD_DIR/containerd.sock"
 KUBELET_DIR="$NODE/kubelet"
 NETNS_DIR="$CONTAINERD_DIR/state/io.containerd.grpc.v1.cri/netns"
-# cluster.sh's start/wait helpers write here.
-LOGS="$NODE/logs"
-RUN="$NODE/run"
 
 node_ctr() { ctr --address "$CONTAINERD_SOCKET" --namespace k8s.io "$@"; }
 
@@ -70,24 +73,42 @@ build_pause_image() {
   info "built $PAUSE_IMAGE (FROM scratch, $(docker image inspect -f '{{.Size}}' "$PAUSE_IMAGE") bytes)"
 }
 
+# metrics-server's go.mod has no replace lines, so `go install module@version` builds it.
+build_metrics_server() {
+  local tmp
+  tmp=$(mktemp -d)
+  CGO_ENABLED=0 GOBIN="$tmp" nice -n 19 go install -trimpath \
+    -ldflags "-s -w -X sigs.k8s.io/metrics-server/pkg/version.gitVersion=$METRICS_SERVER_VERSION" \
+    "sigs.k8s.io/metrics-server/cmd/metrics-server@$METRICS_SERVER_VERSION"
+  mv "$tmp/metrics-server" "$BIN/$1"
+  rmdir "$tmp"
+}
+
+# Everything `up` and `ingress` need, so that after `build` they only start things.
 build_node() {
-  step "Node binaries and images"
+  bash "$ROOT/ci/cluster.sh" build
+  step "Node binaries and images (kubelet, metrics-server, Traefik, pause)"
   command -v containerd >/dev/null || die "containerd is needed (apt-get install containerd)"
+  command -v docker >/dev/null || die "docker is needed to build the pause and Traefik images"
   [ -x "$CNI_BIN_DIR/bridge" ] && [ -x "$CNI_BIN_DIR/portmap" ] ||
     die "CNI plugins are needed (apt-get install containernetworking-plugins)"
-  build_all
   cached_build kubelet "$KUBERNETES_VERSION" build_kubelet
-  pause_image_present || build_pause_image
+  cached_build metrics-server "$METRICS_SERVER_VERSION" build_metrics_server
+  if pause_image_present; then info "$PAUSE_IMAGE present"; else build_pause_image; fi
+  if traefik_image_present; then info "$TRAEFIK_IMAGE present"; else build_traefik_image; fi
 }
 
 # ---------------------------------------------------------------------------------------------
 # Configuration
 
 write_node_pki() {
-  [ -f "$PKI/kubelet.crt" ] && [ -f "$PKI/kubelet-serving.crt" ] && return
+  [ -f "$PKI/kubelet.crt" ] && [ -f "$PKI/kubelet-serving.crt" ] && [ -f "$PKI/metrics-server.crt" ] &&
+    return
   # Node authorizer identity: system:node:NAME in group system:nodes.
   issue_cert kubelet "/O=system:nodes/CN=system:node:$REAL_NODE"
   issue_cert kubelet-serving "/CN=$REAL_NODE" "IP:127.0.0.1,DNS:$REAL_NODE,DNS:localhost"
+  # The user ci/k8s/node/metrics-server.yaml grants upstream's metrics-server RBAC to.
+  issue_cert metrics-server "/CN=system:metrics-server"
 }
 
 write_containerd_config() {
@@ -144,6 +165,7 @@ TOML
 # on the spot otherwise, never sent to the default gateway.
 write_cni_config() {
   ip route replace unreachable "$POD_SUBNET" metric 4000
+  pod_subnet_is_fenced || die "the unreachable route for $POD_SUBNET is missing; no pod may start"
   cat >"$NODE/cni/net.d/10-rmodelpack.conflist" <<JSON
 {
   "cniVersion": "0.4.0",
@@ -205,33 +227,18 @@ YAML
 # ---------------------------------------------------------------------------------------------
 # Processes
 
-# start_host_binary NAME PATH ARGS...: like cluster.sh's start, for a binary outside .bin/.
-start_host_binary() {
-  local name=$1 path=$2
-  shift 2
-  if host_binary_running "$name" "$path"; then
-    info "$name already running (pid $(pid_of "$name"))"
-    return
-  fi
-  # 8>&- 9>&-: the daemon must not inherit (and so hold forever) node.sh's or cluster.sh's lock.
-  nohup nice -n 19 "$path" "$@" >>"$LOGS/$name.log" 2>&1 </dev/null 8>&- 9>&- &
-  echo $! >"$RUN/$name.pid"
-  info "$name started (pid $!, log $LOGS/$name.log)"
+# The pod range's safety net (see write_cni_config), checked before containerd or any pod starts.
+pod_subnet_is_fenced() {
+  ip route show table main type unreachable | grep -q "^unreachable $POD_SUBNET .*metric 4000"
 }
 
-host_binary_running() {
-  local pid
-  pid=$(pid_of "$1")
-  [ -n "$pid" ] && [ "$(readlink "/proc/$pid/exe" 2>/dev/null)" = "$(readlink -f "$2")" ]
-}
-
-containerd_ready() { node_ctr version; }
+containerd_ready() { [ -S "$CONTAINERD_SOCKET" ] && node_ctr --connect-timeout 5s version; }
 kubelet_healthy() { curl -fsS --max-time 3 "http://127.0.0.1:$KUBELET_HEALTHZ_PORT/healthz"; }
 
 start_containerd() {
   write_containerd_config
   write_cni_config
-  start_host_binary containerd "$(command -v containerd)" --config "$CONTAINERD_DIR/config.toml"
+  start_daemon --nice containerd "$(command -v containerd)" --config "$CONTAINERD_DIR/config.toml"
   wait_until containerd "$LOGS/containerd.log" containerd_ready
 }
 
@@ -249,8 +256,8 @@ start_kubelet() {
   write_kubeconfig kubelet
   write_kubelet_config
   # kubelet is a nice-19 process like every build: it shares 2 cores with the test suite.
-  start_host_binary kubelet "$BIN/kubelet" --config="$NODE/kubelet-config.yaml" \
-    --kubeconfig="$STATE/kubelet.kubeconfig" --root-dir="$KUBELET_DIR" \
+  start_daemon --nice kubelet "$BIN/kubelet" --config="$NODE/kubelet-config.yaml" \
+    --kubeconfig="$CLUSTER_STATE/kubelet.kubeconfig" --root-dir="$KUBELET_DIR" \
     --hostname-override="$REAL_NODE" --cloud-provider=external \
     --node-labels="$REAL_NODE_TAINT=true" --v=1
   wait_until kubelet "$LOGS/kubelet.log" kubelet_healthy
@@ -270,17 +277,44 @@ initialize_node_address() {
   kube taint node "$REAL_NODE" node.cloudprovider.kubernetes.io/uninitialized- >/dev/null 2>&1 || true
 }
 
+# metrics-server scrapes the kubelet's /metrics/resource on 127.0.0.1 (the node's only address,
+# its port from the node status); --kubelet-insecure-tls: the kubelet's serving certificate is
+# ours but metrics-server is not given its CA. Only the real node: kwok nodes have no kubelet.
+# --metric-resolution=10s (the minimum) lets the HPA see load within seconds.
+start_metrics_server() {
+  write_kubeconfig metrics-server
+  local kubeconfig="$CLUSTER_STATE/metrics-server.kubeconfig"
+  mkdir -p "$NODE/metrics-server"
+  start_daemon --nice metrics-server "$BIN/metrics-server" --bind-address=127.0.0.1 \
+    --secure-port="$METRICS_SERVER_PORT" --cert-dir="$NODE/metrics-server" \
+    --kubeconfig="$kubeconfig" --authentication-kubeconfig="$kubeconfig" \
+    --authorization-kubeconfig="$kubeconfig" \
+    --kubelet-insecure-tls --kubelet-preferred-address-types=InternalIP \
+    --kubelet-use-node-status-port --node-selector="$REAL_NODE_TAINT=true" \
+    --metric-resolution=10s --kubelet-request-timeout=5s
+  sed "s|@PORT@|$METRICS_SERVER_PORT|g" "$NODE_K8S/metrics-server.yaml" | kube apply -f - >/dev/null
+  wait_until "metrics.k8s.io API" "$LOGS/metrics-server.log" metrics_api_available
+  wait_until "metrics of node $REAL_NODE" "$LOGS/metrics-server.log" kube get --raw \
+    "/apis/metrics.k8s.io/v1beta1/nodes/$REAL_NODE"
+}
+
+metrics_api_available() {
+  [ "$(kube get apiservice v1beta1.metrics.k8s.io \
+    -o jsonpath='{.status.conditions[?(@.type=="Available")].status}')" = True ]
+}
+
 node_has_loopback_address() {
   [ "$(kube get node "$REAL_NODE" -o jsonpath='{.status.addresses[*].address}')" = 127.0.0.1 ]
 }
 
 node_healthy() {
-  containerd_ready && kubelet_healthy && node_ready "$REAL_NODE" && node_has_loopback_address
+  pod_subnet_is_fenced && containerd_ready && kubelet_healthy && node_ready "$REAL_NODE" &&
+    node_has_loopback_address && metrics_api_available
 } >/dev/null 2>&1
 
 cmd_node_up() {
   local started=$SECONDS
-  bash "$HERE/cluster.sh" up
+  bash "$ROOT/ci/cluster.sh" up
   if node_healthy; then
     info "node $REAL_NODE healthy; nothing to do"
     return
@@ -291,6 +325,7 @@ cmd_node_up() {
   start_containerd
   load_images "$PAUSE_IMAGE"
   start_kubelet
+  start_metrics_server
   info "node up in $((SECONDS - started))s"
 }
 
@@ -301,6 +336,8 @@ cmd_node_status() {
   check "kubelet /healthz" kubelet_healthy
   check "node $REAL_NODE Ready" node_ready "$REAL_NODE"
   check "node address 127.0.0.1" node_has_loopback_address
+  check "unreachable route $POD_SUBNET" pod_subnet_is_fenced
+  check "metrics.k8s.io API" metrics_api_available
   return "$ok"
 }
 
@@ -312,6 +349,11 @@ build_traefik() {
     -o "$BIN/$1" github.com/traefik/traefik/v3/cmd/traefik)
 }
 
+traefik_image_present() {
+  docker image inspect "$TRAEFIK_IMAGE" >/dev/null 2>&1 &&
+    [ "$(cat "$BIN/.traefik.version" 2>/dev/null)" = "$TRAEFIK_VERSION" ]
+}
+
 build_traefik_image() {
   cached_build traefik "$TRAEFIK_VERSION" build_traefik
   local context
@@ -319,6 +361,7 @@ build_traefik_image() {
   cp "$BIN/traefik" "$NODE_K8S/traefik/Dockerfile" "$context/"
   docker build -q -t "$TRAEFIK_IMAGE" "$context" >/dev/null
   rm -rf "$context"
+  info "built $TRAEFIK_IMAGE"
 }
 
 traefik_ready() { curl -fsS --max-time 3 "http://127.0.0.1:$TRAEFIK_PING_PORT/ping"; }
@@ -326,7 +369,7 @@ traefik_ready() { curl -fsS --max-time 3 "http://127.0.0.1:$TRAEFIK_PING_PORT/pi
 cmd_ingress() {
   node_healthy || die "the node is not up (bash ci/node.sh up)"
   step "Traefik $TRAEFIK_VERSION on $REAL_NODE"
-  build_traefik_image
+  traefik_image_present || build_traefik_image
   load_images "$TRAEFIK_IMAGE"
   sed -e "s|@IMAGE@|$TRAEFIK_IMAGE|" -e "s|@APISERVER_PORT@|$APISERVER_PORT|" \
     -e "s|@WEB_PORT@|$TRAEFIK_WEB_PORT|" -e "s|@WEBSECURE_PORT@|$TRAEFIK_WEBSECURE_PORT|" \
@@ -340,19 +383,11 @@ cmd_ingress() {
 # ---------------------------------------------------------------------------------------------
 # Teardown: pods first (the kubelet runs CNI DEL), then processes, then what they leave behind.
 
-# stop_host_binary NAME PATH: stops the recorded pid if it still runs PATH (pids get reused).
-stop_host_binary() {
-  local name=$1 pid
-  host_binary_running "$name" "$2" || return 0
-  pid=$(pid_of "$name")
-  kill "$pid"
-  for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
-  kill -0 "$pid" 2>/dev/null && kill -9 "$pid"
-  info "stopped $name (pid $pid)"
-}
-
 delete_node_pods() {
   apiserver_ready >/dev/null 2>&1 || return 0
+  # An APIService without its server would fail every client's API discovery (helm, kubectl).
+  sed "s|@PORT@|$METRICS_SERVER_PORT|g" "$NODE_K8S/metrics-server.yaml" |
+    kube delete --ignore-not-found -f - >/dev/null 2>&1 || true
   kube delete namespace rmp-ingress --ignore-not-found --timeout=60s >/dev/null 2>&1 || true
   kube delete clusterrolebinding/rmp-traefik clusterrole/rmp-traefik ingressclass/traefik --ignore-not-found >/dev/null 2>&1 || true
   kube delete pods --all-namespaces --field-selector "spec.nodeName=$REAL_NODE" \
@@ -405,9 +440,10 @@ remove_empty_shim_dirs() {
 
 cmd_node_down() {
   delete_node_pods
-  stop_host_binary kubelet "$BIN/kubelet"
+  stop_daemon metrics-server "$BIN/metrics-server"
+  stop_daemon kubelet "$BIN/kubelet"
   remove_leftover_containers
-  stop_host_binary containerd "$(command -v containerd)"
+  stop_daemon containerd "$(command -v containerd)"
   unmount_under "$KUBELET_DIR"
   unmount_under "$NETNS_DIR"
   unmount_under "$CONTAINERD_DIR"
@@ -419,21 +455,14 @@ cmd_node_down() {
   info "node state removed ($NODE)"
 }
 
-node_lock() {
-  mkdir -p "$(dirname "$NODE")"
-  exec 8>"$NODE.lock"
-  flock -w 900 8 || die "another ci/node.sh holds $NODE.lock for more than 900s"
-  "$@"
-}
-
 node_main() {
   case "${1:-}" in
-    build) node_lock build_node ;;
-    up) node_lock cmd_node_up ;;
+    build) with_lock "$NODE.lock" build_node ;;
+    up) with_lock "$NODE.lock" cmd_node_up ;;
     load) shift && load_images "$@" ;;
-    ingress) node_lock cmd_ingress ;;
+    ingress) with_lock "$NODE.lock" cmd_ingress ;;
     status) cmd_node_status ;;
-    down) node_lock cmd_node_down ;;
+    down) with_lock "$NODE.lock" cmd_node_down ;;
     env) echo "export KUBECONFIG=$KUBECONFIG_FILE" ;;
     *) die "usage: ci/node.sh build|up|load IMAGE...|ingress|status|down|env" ;;
   esac

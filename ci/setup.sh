@@ -1,12 +1,19 @@
 #!/usr/bin/env bash
-# One idempotent setup for a fresh machine, CI and every developer.
-# Installs (and starts, where needed) everything rmodelpack's tests and examples use:
-#   Debian packages (R + plumber, docker engine, registry, nginx, tini, wrk, debootstrap),
-#   the Python package in .venv with test extras,
-#   pinned helm (v4) + helm3, ct and kubeconform in .bin/, the chart README generator (npm),
-#   dockerd, a local registry on 127.0.0.1:5000, an offline debian:bookworm-slim image,
-#   the example models, and the offline control plane's binaries (ci/cluster.sh build).
-# Re-running it skips every step that is already done.
+# One idempotent setup for a fresh machine, CI and every developer, in named parts:
+#
+#   bash ci/setup.sh demo      what ci/demo.sh uses: Debian packages (R + plumber, nginx, tini,
+#                              docker engine, registry, debootstrap), the Python package in .venv,
+#                              dockerd, a local registry on 127.0.0.1:5000, the offline base
+#                              image and the trained example models
+#   bash ci/setup.sh helm      helm v4 (pinned, built from the Go module proxy) in .bin/
+#   bash ci/setup.sh tools     what the test suite adds: the Python test extras, helm3, ct,
+#                              kubeconform, the chart README generator (npm), wrk
+#   bash ci/setup.sh cluster   the offline control plane and real-node binaries
+#                              (ci/cluster.sh build, ci/node.sh build)
+#   bash ci/setup.sh [all]     all of the above, for ci/test.sh
+#
+# Several parts may be named at once (`bash ci/setup.sh demo helm`). Re-running skips every step
+# that is already done; two runs at once take turns (a lock in /tmp).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -20,20 +27,32 @@ HELM3_VERSION=v3.22.0
 CT_VERSION=v3.14.0
 KUBECONFORM_VERSION=v0.7.0
 README_GENERATOR_VERSION=2.7.2
-BASE_IMAGE=debian:bookworm-slim
+BASE_IMAGE=debian:trixie-slim
 REGISTRY_ADDR=127.0.0.1:5000
 STATE_DIR=/var/lib/rmodelpack-dev
+LOCK_FILE="${RMP_SETUP_LOCK:-/tmp/rmodelpack-setup.lock}"
 
-APT_PACKAGES=(
-  ca-certificates curl openssl git jq
+PARTS=(demo helm tools cluster)
+
+# Debian packages per part; all of a run's parts are installed with one apt-get.
+APT_DEMO=(
+  ca-certificates curl openssl
   r-base-core r-cran-plumber r-cran-jsonlite r-cran-randomforest r-cran-mass
   r-cran-ranger r-cran-glmnet
-  nginx-light tini wrk
+  nginx-light tini
   docker.io containerd runc docker-registry debootstrap
-  containernetworking-plugins iproute2
 )
+APT_HELM=()
+APT_TOOLS=(git jq wrk)
+APT_CLUSTER=(git jq openssl containerd containernetworking-plugins iproute2)
 
-step() { printf '\n==> %s\n' "$*"; }
+part_seconds=()
+current_part=""
+python_extras="" # "test" when the run includes the tools part: one pip install, not two
+
+step() {
+  printf '\n==> [%s] %s\n' "$current_part" "$*"
+}
 info() { printf '    %s\n' "$*"; }
 die() { printf 'setup.sh: ERROR: %s\n' "$*" >&2; exit 1; }
 
@@ -41,14 +60,45 @@ as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
 }
 
+# ---------------------------------------------------------------------------------------------
+# Parts of the command line
+
+usage_error() {
+  printf 'setup.sh: %s\nvalid parts: %s all (default: all)\n' "$1" "${PARTS[*]}" >&2
+  exit 2
+}
+
+# selected_parts ARG...: the parts to run, in PARTS order, without repeats.
+selected_parts() {
+  local arg part wanted=" "
+  [ "$#" -eq 0 ] && set -- all
+  for arg in "$@"; do
+    if [ "$arg" = all ]; then
+      wanted+="${PARTS[*]} "
+    elif [[ " ${PARTS[*]} " == *" $arg "* ]]; then
+      wanted+="$arg "
+    else
+      usage_error "unknown part '$arg'"
+    fi
+  done
+  for part in "${PARTS[@]}"; do
+    [[ "$wanted" == *" $part "* ]] && echo "$part"
+  done
+  return 0
+}
+
+# ---------------------------------------------------------------------------------------------
+# Steps
+
 install_apt_packages() {
+  [ "$#" -gt 0 ] || return 0
   step "Debian packages"
-  local missing=()
-  for pkg in "${APT_PACKAGES[@]}"; do
+  local missing=() pkg
+  for pkg in "$@"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
   done
   if [ "${#missing[@]}" -eq 0 ]; then
-    info "all ${#APT_PACKAGES[@]} packages present"
+    info "all $# packages present"
     return
   fi
   info "installing: ${missing[*]}"
@@ -56,33 +106,49 @@ install_apt_packages() {
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 }
 
+# install_python_package [EXTRAS]: editable install of the package (with EXTRAS, e.g. "test").
+# The stamp records the extras installed; a newer pyproject.toml means install again.
 install_python_package() {
-  step "Python package in .venv (with test extras)"
+  local extras=${1:-}
+  step "Python package in .venv${extras:+ (with $extras extras)}"
   if [ ! -x "$VENV/bin/python" ]; then
     python3 -m venv "$VENV"
   fi
   local stamp="$VENV/.rmodelpack-installed"
-  if [ -f "$stamp" ] && [ "$stamp" -nt "$ROOT/pyproject.toml" ]; then
+  if [ -f "$stamp" ] && [ "$stamp" -nt "$ROOT/pyproject.toml" ] &&
+    grep -qx "extras=$extras" "$stamp"; then
     info "up to date"
     return
   fi
-  "$VENV/bin/python" -m pip install -q --upgrade pip
-  "$VENV/bin/python" -m pip install -q -e "$ROOT[test]"
-  touch "$stamp"
+  if [ -z "$extras" ] && [ -f "$stamp" ] && [ "$stamp" -nt "$ROOT/pyproject.toml" ]; then
+    info "up to date (installed with $(sed -n 's/^extras=//p' "$stamp") extras)"
+    return
+  fi
+  info "pip install -e .${extras:+[$extras]}"
+  "$VENV/bin/python" -m pip install -q -e "$ROOT${extras:+[$extras]}"
+  echo "extras=$extras" >"$stamp"
 }
 
 # go_tool NAME VERSION BUILD_COMMAND...: runs the build unless .bin/NAME at VERSION exists.
 go_tool() {
   local name=$1 version=$2
   shift 2
-  local stamp="$BIN/.$name.version"
+  local stamp="$BIN/.$name.version" started=$SECONDS
   if [ -x "$BIN/$name" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$version" ]; then
     info "$name $version present"
     return
   fi
+  command -v go >/dev/null || die "Go is needed to build $name; install Go >= 1.24"
+  mkdir -p "$BIN"
   info "building $name $version (go)"
   "$@"
   echo "$version" >"$stamp"
+  info "built $name in $((SECONDS - started))s"
+}
+
+build_helm() {
+  go install -ldflags "-X helm.sh/helm/v4/internal/version.version=$HELM_VERSION" \
+    "helm.sh/helm/v4/cmd/helm@$HELM_VERSION"
 }
 
 build_helm3() {
@@ -103,18 +169,21 @@ build_ct() {
     github.com/helm/chart-testing/v3/ct)
 }
 
-install_go_tools() {
-  step "helm, helm3, ct, kubeconform (pinned, in .bin/)"
-  command -v go >/dev/null || die "Go is needed to build helm/ct/kubeconform; install Go >= 1.24"
-  mkdir -p "$BIN"
-  go_tool helm "$HELM_VERSION" go install \
-    -ldflags "-X helm.sh/helm/v4/internal/version.version=$HELM_VERSION" \
-    "helm.sh/helm/v4/cmd/helm@$HELM_VERSION"
+build_kubeconform() {
+  go install -ldflags "-X main.version=$KUBECONFORM_VERSION" \
+    "github.com/yannh/kubeconform/cmd/kubeconform@$KUBECONFORM_VERSION"
+}
+
+install_helm() {
+  step "helm $HELM_VERSION (pinned, in .bin/)"
+  go_tool helm "$HELM_VERSION" build_helm
+}
+
+install_test_go_tools() {
+  step "helm3, ct, kubeconform (pinned, in .bin/)"
   go_tool helm3 "$HELM3_VERSION" build_helm3
   go_tool ct "$CT_VERSION" build_ct
-  go_tool kubeconform "$KUBECONFORM_VERSION" go install \
-    -ldflags "-X main.version=$KUBECONFORM_VERSION" \
-    "github.com/yannh/kubeconform/cmd/kubeconform@$KUBECONFORM_VERSION"
+  go_tool kubeconform "$KUBECONFORM_VERSION" build_kubeconform
 }
 
 install_readme_generator() {
@@ -133,6 +202,15 @@ install_readme_generator() {
     "@bitnami/readme-generator-for-helm@$README_GENERATOR_VERSION"
 }
 
+# start_daemon LOG COMMAND...: runs COMMAND as root in its own session, without this script's
+# terminal, descriptors or lock, so a Ctrl-C here leaves it running and it never holds the lock.
+start_daemon() {
+  local log=$1
+  shift
+  as_root env DAEMON_LOG="$log" setsid sh -c 'exec "$@" </dev/null >"$DAEMON_LOG" 2>&1' \
+    daemon "$@" {lock_fd}>&- &
+}
+
 start_dockerd() {
   step "Docker engine"
   if docker info >/dev/null 2>&1; then
@@ -141,7 +219,7 @@ start_dockerd() {
   fi
   as_root mkdir -p "$STATE_DIR"
   info "starting dockerd (log: $STATE_DIR/dockerd.log)"
-  as_root sh -c "nohup dockerd >'$STATE_DIR/dockerd.log' 2>&1 &"
+  start_daemon "$STATE_DIR/dockerd.log" dockerd
   for _ in $(seq 1 60); do
     docker info >/dev/null 2>&1 && { info "dockerd up"; return; }
     sleep 1
@@ -157,10 +235,10 @@ start_registry() {
     return
   fi
   as_root mkdir -p "$STATE_DIR/registry"
-  as_root sh -c "REGISTRY_HTTP_ADDR=$REGISTRY_ADDR \
-    REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY=$STATE_DIR/registry \
+  start_daemon "$STATE_DIR/registry.log" env REGISTRY_HTTP_ADDR="$REGISTRY_ADDR" \
+    REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY="$STATE_DIR/registry" \
     REGISTRY_STORAGE_DELETE_ENABLED=true \
-    nohup docker-registry serve '$ROOT/ci/registry.yml' >'$STATE_DIR/registry.log' 2>&1 &"
+    docker-registry serve "$ROOT/ci/registry.yml"
   for _ in $(seq 1 30); do
     curl -fsS "http://$REGISTRY_ADDR/v2/" >/dev/null 2>&1 && { info "registry up"; return; }
     sleep 1
@@ -170,7 +248,10 @@ start_registry() {
 }
 
 import_base_image() {
-  step "Offline base image $BASE_IMAGE (debootstrap --variant=minbase bookworm)"
+  # The release of $BASE_IMAGE (debian:<release>-slim): trixie, R 4.5 (base-images/debian).
+  local release=${BASE_IMAGE#debian:}
+  release=${release%-slim}
+  step "Offline base image $BASE_IMAGE (debootstrap --variant=minbase $release)"
   if docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
     info "$BASE_IMAGE present"
     return
@@ -178,13 +259,13 @@ import_base_image() {
   local rootfs
   rootfs=$(mktemp -d /var/tmp/rmodelpack-rootfs.XXXXXX)
   info "debootstrap into $rootfs (about a minute)"
-  as_root debootstrap --variant=minbase bookworm "$rootfs" http://deb.debian.org/debian \
+  as_root debootstrap --variant=minbase "$release" "$rootfs" http://deb.debian.org/debian \
     >"$rootfs.log" 2>&1 || { tail -n 30 "$rootfs.log" >&2; die "debootstrap failed"; }
   # Make it look like the official slim image: security updates, no apt caches.
-  as_root sh -c "cat >'$rootfs/etc/apt/sources.list' <<'EOF'
-deb http://deb.debian.org/debian bookworm main
-deb http://deb.debian.org/debian bookworm-updates main
-deb http://deb.debian.org/debian-security bookworm-security main
+  as_root sh -c "cat >'$rootfs/etc/apt/sources.list' <<EOF
+deb http://deb.debian.org/debian $release main
+deb http://deb.debian.org/debian $release-updates main
+deb http://deb.debian.org/debian-security $release-security main
 EOF"
   as_root rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
   as_root tar -C "$rootfs" -c . | docker import \
@@ -211,36 +292,111 @@ train_examples() {
 
 build_cluster_binaries() {
   step "Offline Kubernetes control plane binaries (ci/cluster.sh build: etcd, kube-*, kubectl, kwok)"
+  command -v go >/dev/null || die "Go is needed to build the control plane; install Go >= 1.24"
   bash "$ROOT/ci/cluster.sh" build
+  step "Real-node binaries and images (ci/node.sh build: kubelet, pause image)"
+  bash "$ROOT/ci/node.sh" build
 }
 
-summary() {
-  local r plumber helm helm3 ct kc rg dock
-  r=$(Rscript -e 'cat(as.character(getRversion()))' 2>/dev/null)
-  plumber=$(Rscript -e 'cat(as.character(packageVersion("plumber")))' 2>/dev/null)
-  helm=$("$BIN/helm" version --template '{{.Version}}')
-  helm3=$("$BIN/helm3" version --template '{{.Version}}')
-  ct=$("$BIN/ct" version | awk '/Version/ {print $2}')
-  kc=$("$BIN/kubeconform" -v)
-  rg=$(node -p "require('$ROOT/.cache/npm/node_modules/@bitnami/readme-generator-for-helm/package.json').version")
-  dock=$(docker version --format '{{.Server.Version}}')
-  printf '\nsetup ok: R %s, plumber %s, helm %s, helm3 %s, ct %s, kubeconform %s, readme-generator %s, docker %s, registry %s, base %s\n' \
-    "$r" "$plumber" "$helm" "$helm3" "$ct" "$kc" "$rg" "$dock" "$REGISTRY_ADDR" "$BASE_IMAGE"
-}
+# ---------------------------------------------------------------------------------------------
+# Parts
 
-main() {
-  local started=$SECONDS
-  install_apt_packages
-  install_python_package
-  install_go_tools
-  install_readme_generator
+part_demo() {
+  install_python_package "$python_extras"
   start_dockerd
   start_registry
   import_base_image
   train_examples
+}
+
+part_helm() {
+  install_helm
+}
+
+part_tools() {
+  install_python_package "$python_extras"
+  install_test_go_tools
+  install_readme_generator
+}
+
+part_cluster() {
+  start_dockerd # ci/node.sh build makes the pause image with docker
   build_cluster_binaries
-  summary
-  printf 'setup took %ss\n' "$((SECONDS - started))"
+}
+
+apt_packages_of() {
+  local part
+  for part in "$@"; do
+    case $part in
+      demo) printf '%s\n' "${APT_DEMO[@]}" ;;
+      helm) [ "${#APT_HELM[@]}" -eq 0 ] || printf '%s\n' "${APT_HELM[@]}" ;;
+      tools) printf '%s\n' "${APT_TOOLS[@]}" ;;
+      cluster) printf '%s\n' "${APT_CLUSTER[@]}" ;;
+    esac
+  done | awk '!seen[$0]++'
+}
+
+# ---------------------------------------------------------------------------------------------
+# Summary
+
+version_of() {
+  "$@" 2>/dev/null || echo "-"
+}
+
+summary() {
+  local parts=" $* " found=()
+  if [[ "$parts" == *" demo "* ]]; then
+    found+=("R $(version_of Rscript -e 'cat(as.character(getRversion()))')"
+      "plumber $(version_of Rscript -e 'cat(as.character(packageVersion("plumber")))')"
+      "docker $(version_of docker version --format '{{.Server.Version}}')"
+      "registry $REGISTRY_ADDR" "base $BASE_IMAGE")
+  fi
+  if [[ "$parts" == *" helm "* ]]; then
+    found+=("helm $(version_of "$BIN/helm" version --template '{{.Version}}')")
+  fi
+  if [[ "$parts" == *" tools "* ]]; then
+    found+=("helm3 $(version_of "$BIN/helm3" version --template '{{.Version}}')"
+      "ct $(version_of "$BIN/ct" version | awk '/Version/ {print $2}')"
+      "kubeconform $(version_of "$BIN/kubeconform" -v)")
+  fi
+  if [[ "$parts" == *" cluster "* ]]; then
+    found+=("kube-apiserver $(version_of "$BIN/kube-apiserver" --version | awk '{print $2}')"
+      "kubelet $(version_of "$BIN/kubelet" --version | awk '{print $2}')")
+  fi
+  printf '\nsetup ok: %s\n' "$(IFS=';'; echo "${found[*]}" | sed 's/;/, /g')"
+}
+
+take_lock() {
+  exec {lock_fd}>"$LOCK_FILE"
+  if ! flock -n "$lock_fd"; then
+    info "another ci/setup.sh is running; waiting for $LOCK_FILE"
+    flock -w 3600 "$lock_fd" || die "another ci/setup.sh held $LOCK_FILE for an hour"
+  fi
+}
+
+main() {
+  local started=$SECONDS part part_started parts
+  mapfile -t parts < <(selected_parts "$@")
+  [ "${#parts[@]}" -gt 0 ] || exit 2 # selected_parts printed the usage error
+  take_lock
+  printf 'ci/setup.sh: %s\n' "${parts[*]}"
+  [[ " ${parts[*]} " == *" tools "* ]] && python_extras=test
+
+  current_part=${parts[*]}
+  local apt_packages
+  mapfile -t apt_packages < <(apt_packages_of "${parts[@]}")
+  part_started=$SECONDS
+  install_apt_packages "${apt_packages[@]}"
+  part_seconds+=("apt $((SECONDS - part_started))s")
+
+  for part in "${parts[@]}"; do
+    current_part=$part
+    part_started=$SECONDS
+    "part_$part"
+    part_seconds+=("$part $((SECONDS - part_started))s")
+  done
+  summary "${parts[@]}"
+  printf 'setup took %ss (%s)\n' "$((SECONDS - started))" "$(IFS=,; echo "${part_seconds[*]}" | sed 's/,/, /g')"
 }
 
 main "$@"

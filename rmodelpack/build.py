@@ -28,10 +28,14 @@ Progress = Callable[[str], None] | None
 
 
 def _base_images_dir() -> Path:
-    """base-images/ of a checkout, or the copy shipped inside the wheel."""
+    """The copy shipped inside the installed package, else base-images/ of a checkout.
+
+    The package's own copy comes first: beside an installed package, ``../base-images`` is
+    site-packages, not rmodelpack's.
+    """
     here = Path(__file__).resolve().parent
-    checkout = here.parent / "base-images"
-    return checkout if checkout.is_dir() else here / "_base_images"
+    shipped = here / "_base_images"
+    return shipped if shipped.is_dir() else here.parent / "base-images"
 
 
 BASE_IMAGES_DIR = _base_images_dir()
@@ -80,8 +84,8 @@ def build_base_image(
     context_dir = BASE_IMAGES_DIR / flavor
     if not (context_dir / "Dockerfile").is_file():
         raise BuildError(
-            f"{context_dir / 'Dockerfile'} is missing; the base images are built from a checkout "
-            "of the rmodelpack repository"
+            f"{context_dir / 'Dockerfile'} is missing; rmodelpack ships it in its wheel and "
+            "checkout: reinstall rmodelpack (pip install --force-reinstall rmodelpack)"
         )
     tag = BASE_IMAGE_TAGS[flavor]
     build_image(

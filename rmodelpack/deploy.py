@@ -22,9 +22,9 @@ class DeployResult:
 
 
 def chart_path() -> Path:
-    """The bundled chart: the repository's chart/ or the copy inside the wheel."""
+    """The bundled chart: the copy inside the installed package, else a checkout's chart/."""
     here = Path(__file__).resolve().parent
-    for candidate in (here.parent / "chart", here / "_chart"):
+    for candidate in (here / "_chart", here.parent / "chart"):
         if (candidate / "Chart.yaml").is_file():
             return candidate
     raise ToolNotFound("the rmodelpack chart is missing from this installation; pass --chart")

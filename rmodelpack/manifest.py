@@ -28,7 +28,7 @@ from rmodelpack.exceptions import ManifestError, Problem
 API_VERSION = "rmodelpack/v1"
 MANIFEST_FILENAME = "rmodel.yaml"
 BASE_IMAGES = {
-    "debian": "rmodelpack/r-base:bookworm",
+    "debian": "rmodelpack/r-base:trixie",
     "rocker": "rmodelpack/r-base:rocker-4.4.1",
 }
 
@@ -307,7 +307,7 @@ class ImageSpec(Strict):
             raise _problem(
                 "bad_base",
                 f"{value!r} is not an image reference",
-                "e.g. myregistry.azurecr.io/r-base:bookworm or name@sha256:<digest>",
+                "e.g. myregistry.azurecr.io/r-base:trixie or name@sha256:<digest>",
             )
         return value
 

@@ -79,9 +79,14 @@ def template_env() -> jinja2.Environment:
     )
 
 
+# The Debian release of the debian flavour's base image (base-images/debian/Dockerfile).
+DEBIAN_RELEASE = "trixie"
+
+
 @cache
 def debian_r_packages() -> frozenset[str]:
-    text = resources.files("rmodelpack").joinpath("data/debian-bookworm-r-cran.txt").read_text()
+    listing = f"data/debian-{DEBIAN_RELEASE}-r-cran.txt"
+    text = resources.files("rmodelpack").joinpath(listing).read_text()
     return frozenset(line for line in text.splitlines() if line and not line.startswith("#"))
 
 

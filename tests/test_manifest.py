@@ -65,7 +65,7 @@ def test_minimal_manifest_gets_the_documented_defaults(model_dir: Path):
     assert manifest.input.extra_columns == "ignore"
     assert manifest.output.kind == "value"
     assert manifest.repository == "rmodelpack/demo"
-    assert manifest.base_image == "rmodelpack/r-base:bookworm"
+    assert manifest.base_image == "rmodelpack/r-base:trixie"
     assert manifest.service.auth is None
 
 

@@ -231,7 +231,7 @@ def test_the_wheel_ships_the_chart_runtime_and_base_images(tmp_path: Path):
         "rmodelpack/runtime/entrypoint.sh",
         "rmodelpack/templates/Dockerfile.j2",
         "rmodelpack/rscripts/describe.R",
-        "rmodelpack/data/debian-bookworm-r-cran.txt",
+        "rmodelpack/data/debian-trixie-r-cran.txt",
     ):
         assert required in names, required
 

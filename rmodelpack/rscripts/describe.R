@@ -56,6 +56,17 @@ columns_from_terms <- function(model) {
   }, names(classes), classes))
 }
 
+# A recipe (caret's train on a recipe keeps it in $recipe): its predictors, typed and levelled as
+# its training data (ptype); the outcome is not an input.
+columns_from_recipe <- function(model) {
+  recipe <- if (inherits(model, "recipe")) model else model$recipe
+  if (!inherits(recipe, "recipe") || is.null(recipe$ptype)) return(NULL)
+  info <- recipe$var_info
+  prototype <- recipe$ptype
+  class(prototype) <- "data.frame"  # a tibble; tibble need not be installed here
+  columns_from_frame(prototype, info$variable[info$role %in% "predictor"])
+}
+
 columns_from_ranger <- function(model) {
   vars <- model$forest$independent.variable.names
   if (is.null(vars)) return(NULL)
@@ -68,6 +79,9 @@ output_kind <- function(model) {
   if (inherits(model, "ranger"))
     return(switch(model$treetype, Classification = "class",
                   "Probability estimation" = "class_probabilities", "value"))
+  # caret's predict() on a classifier gives classes; predict(type = "prob") the probabilities.
+  if (inherits(model, "train"))
+    return(if (identical(model$modelType, "Classification")) "class" else "value")
   "value"
 }
 
@@ -77,6 +91,7 @@ columns <- if (!is.na(sample_path)) {
   columns_from_frame(df, predictor_names(model), drop = response_name(model))
 } else {
   cols <- columns_from_terms(model)
+  if (is.null(cols)) cols <- columns_from_recipe(model)
   if (is.null(cols)) cols <- columns_from_ranger(model)
   cols
 }
@@ -84,6 +99,10 @@ columns <- if (!is.na(sample_path)) {
 # A model's class is usually named after the package that defines it (randomForest, ranger, glmnet).
 packages <- Filter(function(p) !p %in% c("lm", "glm", "stats", "base") &&
                      suppressWarnings(requireNamespace(p, quietly = TRUE)), class(model))
+# caret's train (maybe without caret here: the model may come from a newer R), and its recipe.
+if (inherits(model, "train")) {
+  packages <- unique(c(packages, "caret", if (inherits(model$recipe, "recipe")) "recipes"))
+}
 
 cat(jsonlite::toJSON(list(
   class = I(class(model)),

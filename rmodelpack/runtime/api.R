@@ -1,10 +1,57 @@
-# The Plumber router, built in code: one small function per route that takes `pr` and returns
-# it, and handler factories that do the fixed work once and return small closures.
+# The Plumber router, built in code from one route table, and handler factories that do the
+# fixed work once and return small closures.
 
-rmp_known_routes <- c("/predict", "/score", "/metadata", "/ping", "/prototype", "/openapi.json",
-                      "/docs", "/metrics", "/healthz", "/readyz")
+rmp_route <- function(method, path, make) list(method = method, path = path, make = make)
 
-rmp_route_label <- function(path) if (path %in% rmp_known_routes) path else "other"
+# THE ROUTE TABLE: the one list of the routes the R workers serve, with their methods.
+# rmp_router() mounts exactly these in plumber, and nginx.R renders the front's locations from
+# the same list (rmp_nginx_route_locations: an unknown path gets the JSON 404, another method the
+# JSON 405 with Allow, HEAD is served as GET), so a route added here reaches nginx with no second
+# edit. `make(ctx)` returns the handler; the supervisor reads only method and path (it never
+# loads the model). Paths may hold plumber parameters (`/v2/models/<name>/infer`).
+rmp_routes <- function() {
+  c(list(
+    rmp_route("POST", "/predict", function(ctx) ctx$scoring_handlers[["/predict"]]),
+    rmp_route("POST", "/score", function(ctx) ctx$scoring_handlers[["/score"]]),
+    rmp_route("GET", "/metadata", function(ctx) rmp_static_json(rmp_metadata(ctx))),
+    rmp_route("GET", "/ping", function(ctx) rmp_handler_ping),
+    rmp_route("GET", "/prototype",
+              function(ctx) rmp_static_json(rmp_prototype(ctx$cfg$input$columns))),
+    rmp_route("GET", "/openapi.json", function(ctx) rmp_static_json(rmp_openapi(ctx$cfg))),
+    rmp_route("GET", "/docs", rmp_handler_docs),
+    rmp_route("GET", "/metrics", rmp_handler_metrics)
+  ), rmp_protocol_routes())
+}
+
+# Answered by nginx itself (nginx.conf.in), never by R.
+rmp_front_routes <- c("/healthz", "/readyz")
+
+# A route path as an anchored regex (for R and for nginx's PCRE): plumber's <name> or
+# <name:type> matches one segment of unreserved characters.
+rmp_route_regex <- function(path) {
+  literal <- gsub("([.+*?^$()|{}\\[\\]\\\\])", "\\\\\\1", path, perl = TRUE)
+  paste0("^", gsub("<[^>]+>", "[A-Za-z0-9._~-]+", literal), "$")
+}
+
+rmp_route_has_params <- function(path) grepl("<", path, fixed = TRUE)
+
+# Metric labels: the route's own path (its pattern for parameter routes) or "other", so a
+# client cannot grow the label set.
+rmp_route_label <- function(path) {
+  labels <- rmp_state$route_labels
+  if (is.null(labels)) {
+    paths <- unique(c(vapply(rmp_routes(), function(route) route$path, ""), rmp_front_routes))
+    patterns <- paths[vapply(paths, rmp_route_has_params, NA)]
+    labels <- list(exact = setdiff(paths, patterns), patterns = patterns,
+                   regexes = vapply(patterns, rmp_route_regex, ""))
+    rmp_state$route_labels <- labels
+  }
+  if (path %in% labels$exact) return(path)
+  for (i in seq_along(labels$patterns)) {
+    if (grepl(labels$regexes[[i]], path)) return(labels$patterns[[i]])
+  }
+  "other"
+}
 
 rmp_request_id <- function(req) {
   id <- req$HTTP_X_REQUEST_ID
@@ -19,8 +66,9 @@ rmp_json_response <- function(res, status, body, rows = NULL) {
   res
 }
 
-rmp_error_response <- function(req, res, status, code, message, details = list()) {
-  rmp_json_response(res, status, rmp_error_json(status, code, message, rmp_request_id(req), details))
+rmp_error_response <- function(req, res, status, code, message, details = list(),
+                               error_json = rmp_error_json) {
+  rmp_json_response(res, status, error_json(status, code, message, rmp_request_id(req), details))
 }
 
 rmp_log_error <- function(req, error, calls) {
@@ -34,7 +82,8 @@ rmp_log_error <- function(req, error, calls) {
 }
 
 # Bad input becomes its own status; anything else is a 500 whose trace goes to stderr only.
-rmp_guard <- function(handler) {
+# error_json renders the body (the inference protocols have their own shape, protocols.R).
+rmp_guard <- function(handler, error_json = rmp_error_json) {
   function(req, res) {
     calls <- NULL
     tryCatch(
@@ -43,12 +92,14 @@ rmp_guard <- function(handler) {
         error = function(e) if (!inherits(e, "rmp_http_error")) calls <<- sys.calls()
       ),
       rmp_http_error = function(e) {
-        rmp_error_response(req, res, e$status, e$code, conditionMessage(e), e$details)
+        rmp_error_response(req, res, e$status, e$code, conditionMessage(e), e$details,
+                           error_json)
       },
       error = function(e) {
         rmp_log_error(req, e, calls)
         rmp_error_response(req, res, 500L, "scoring_error",
-                           "the model failed to score the request; see the server log")
+                           "the model failed to score the request; see the server log",
+                           error_json = error_json)
       }
     )
   }
@@ -80,13 +131,18 @@ rmp_handler_predict <- function(ctx, key, wrap) {
   validate <- rmp_make_validator(ctx$cfg$input)
   max_rows <- ctx$cfg$input$max_rows
   predictor <- ctx$predictor
+  no_predictions <- if (wrap) "{\"predictions\":[]}" else "[]"
+  kind <- ctx$cfg$output$kind
   function(req, res) {
+    as_kind <- rmp_request_kind(req, kind)
     body <- rmp_read_json_body(req)
     parsed <- rmp_parse_json(body)
     rows <- rmp_rows_from_body(parsed, rmp_body_key(parsed, key))
     rmp_check_row_count(rows, max_rows)
+    # No rows, no predictions: what /openapi.json allows, answered without calling the model.
+    if (length(rows) == 0) return(rmp_json_response(res, 200L, no_predictions, rows = 0L))
     df <- validate(rows, body)
-    json <- predictor(df)
+    json <- rmp_predict_as(predictor, df, as_kind, kind)
     out <- if (wrap) paste0("{\"predictions\":", json, "}") else as.character(json)
     rmp_json_response(res, 200L, out, rows = nrow(df))
   }
@@ -106,47 +162,28 @@ rmp_scoring_handlers <- function(ctx) {
   )
 }
 
-rmp_pr_scoring <- function(pr, handlers) {
-  for (path in names(handlers)) pr <- plumber::pr_post(pr, path, handlers[[path]])
-  pr
-}
-
-rmp_pr_metadata <- function(pr, ctx) {
-  plumber::pr_get(pr, "/metadata", rmp_static_json(rmp_metadata(ctx)))
-}
-
 # vetiver clients call GET /ping and expect {"status": "online", "time": ...}.
-rmp_pr_ping <- function(pr) {
-  plumber::pr_get(pr, "/ping", function(req, res) {
-    time <- format(Sys.time(), "%Y-%m-%d %H:%M:%S", tz = "UTC")
-    rmp_json_response(res, 200L, sprintf("{\"status\":\"online\",\"time\":\"%s\"}", time))
-  })
+rmp_handler_ping <- function(req, res) {
+  time <- format(Sys.time(), "%Y-%m-%d %H:%M:%S", tz = "UTC")
+  rmp_json_response(res, 200L, sprintf("{\"status\":\"online\",\"time\":\"%s\"}", time))
 }
 
-rmp_pr_prototype <- function(pr, ctx) {
-  plumber::pr_get(pr, "/prototype", rmp_static_json(rmp_prototype(ctx$cfg$input$columns)))
-}
-
-rmp_pr_openapi <- function(pr, ctx) {
-  plumber::pr_get(pr, "/openapi.json", rmp_static_json(rmp_openapi(ctx$cfg)))
-}
-
-rmp_pr_docs <- function(pr, ctx) {
+rmp_handler_docs <- function(ctx) {
   page <- rmp_docs_html(ctx$cfg)
-  plumber::pr_get(pr, "/docs", function(req, res) {
+  function(req, res) {
     res$setHeader("Content-Type", "text/html; charset=utf-8")
     res$body <- page
     res
-  })
+  }
 }
 
-rmp_pr_metrics <- function(pr, ctx) {
-  plumber::pr_get(pr, "/metrics", function(req, res) {
+rmp_handler_metrics <- function(ctx) {
+  function(req, res) {
     writing <- suppressWarnings(as.numeric(req$HTTP_X_RMP_IN_FLIGHT %||% NA))
     res$setHeader("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
     res$body <- rmp_metrics_text(ctx$run_dir, max(0, writing - 1, na.rm = TRUE))
     res
-  })
+  }
 }
 
 rmp_pr_errors <- function(pr) {
@@ -160,15 +197,11 @@ rmp_pr_errors <- function(pr) {
 }
 
 rmp_router <- function(ctx) {
-  pr <- plumber::pr(filters = list())
-  pr <- rmp_pr_errors(pr)
-  pr <- rmp_pr_scoring(pr, ctx$scoring_handlers)
-  pr <- rmp_pr_metadata(pr, ctx)
-  pr <- rmp_pr_ping(pr)
-  pr <- rmp_pr_prototype(pr, ctx)
-  pr <- rmp_pr_openapi(pr, ctx)
-  pr <- rmp_pr_docs(pr, ctx)
-  rmp_pr_metrics(pr, ctx)
+  pr <- rmp_pr_errors(plumber::pr(filters = list()))
+  for (route in rmp_routes()) {
+    pr <- plumber::pr_handle(pr, route$method, route$path, route$make(ctx))
+  }
+  pr
 }
 
 rmp_now <- function() as.numeric(Sys.time())
@@ -208,11 +241,12 @@ rmp_app <- function(ctx, metrics, idle_gc) {
   hot <- ctx$scoring_handlers
   list(call = function(req) {
     started <- rmp_now()
+    # Before the work: the worker's heartbeat then says when this request started (worker.R).
+    rmp_note_request(idle_gc)
     handler <- if (identical(req$REQUEST_METHOD, "POST")) hot[[req$PATH_INFO]]
     response <- if (is.null(handler)) rmp_fix_405(req, pr$call(req)) else rmp_call_light(handler, req)
     rmp_record(metrics, rmp_route_label(req$PATH_INFO), req$REQUEST_METHOD,
                response$status, rmp_now() - started)
-    rmp_note_request(idle_gc)
     response
   })
 }

@@ -58,6 +58,19 @@ stop_r() {
 
 cleanup() { rm -rf "$RUN_DIR"; }
 
+# nginx's worker process outlives a SIGKILLed master and would keep the port half-alive (in a
+# container everything dies with us; natively it would not). It holds the run directory's
+# nginx-answers.log open, which finds it without matching any process name.
+kill_orphaned_nginx() {
+  local fd pid
+  for fd in $(find /proc/[0-9]*/fd -maxdepth 1 -lname "$RUN_DIR/nginx-answers.log" 2>/dev/null); do
+    pid="${fd#/proc/}"
+    pid="${pid%%/*}"
+    [ "$pid" != "$$" ] && kill -KILL "$pid" 2>/dev/null
+  done
+  return 0
+}
+
 # wait_gone PID SECONDS: true once PID has exited, false if it is still there after SECONDS.
 wait_gone() {
   local pid=$1 deadline=$((SECONDS + $2))
@@ -128,7 +141,9 @@ main() {
   wait -n "$SUPERVISOR_PID" "$NGINX_PID" || status=$?
   [ "$SHUTTING_DOWN" -eq 1 ] && return
   log "a core process exited (status $status); stopping so the container is restarted"
+  rm -f "$RUN_DIR/ready"
   kill -TERM "$NGINX_PID" 2>/dev/null || true
+  kill_orphaned_nginx
   stop_r
   cleanup
   exit 1

@@ -73,6 +73,12 @@ rmp_sum_counters <- function(run_dir) {
   total
 }
 
+# nginx answers any method token with 405 or 400; the label set stays bounded.
+rmp_http_methods <- c("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE",
+                      "CONNECT")
+
+rmp_method_label <- function(method) if (method %in% rmp_http_methods) method else "other"
+
 # Requests nginx answered itself (body too large, no worker, timeout): one "METHOD /uri status"
 # line each in <run>/nginx-answers.log (nginx.conf.in).
 rmp_add_nginx_answers <- function(requests, run_dir) {
@@ -80,7 +86,7 @@ rmp_add_nginx_answers <- function(requests, run_dir) {
   lines <- if (file.exists(path)) readLines(path, warn = FALSE) else character(0)
   parts <- strsplit(lines[nzchar(lines)], " ", fixed = TRUE)
   for (part in Filter(function(p) length(p) == 3, parts)) {
-    key <- paste(rmp_route_label(part[[2]]), part[[1]], part[[3]], sep = "\t")
+    key <- paste(rmp_route_label(part[[2]]), rmp_method_label(part[[1]]), part[[3]], sep = "\t")
     previous <- if (is.na(requests[key])) 0 else requests[[key]]
     requests[[key]] <- previous + 1
   }
@@ -101,7 +107,7 @@ rmp_requests_lines <- function(requests) {
   c(
     rmp_metric_header(
       "rmp_requests_total", "counter",
-      "Requests answered, by route, method and status (nginx's own 413/502/504 included)."
+      "Requests answered, by route, method and status (nginx's own answers included)."
     ),
     vapply(seq_along(keys), function(i) sprintf(
       "rmp_requests_total{route=\"%s\",method=\"%s\",status=\"%s\"} %s",

@@ -145,8 +145,11 @@ rmp_shape_predictions <- function(result, kind) {
   )
 }
 
+# predictor(df) answers in output.kind's shape; predictor(df, kind) in another one (?type=).
+# The scorer rides along for the inference protocols (protocols.R), which shape tensors.
 rmp_make_predictor <- function(scorer, kind) {
-  function(df) {
+  default_kind <- kind
+  predictor <- function(df, kind = default_kind) {
     shaped <- rmp_shape_predictions(scorer(df), kind)
     if (shaped$n != nrow(df)) {
       rmp_abort(500L, "scoring_error", sprintf(
@@ -155,4 +158,5 @@ rmp_make_predictor <- function(scorer, kind) {
     }
     shaped$json
   }
+  structure(predictor, scorer = scorer)
 }

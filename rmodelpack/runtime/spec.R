@@ -42,8 +42,27 @@ rmp_column_schema <- function(column) {
   if (!is.null(column$allowed)) schema$enum <- column$allowed
   if (!is.null(column$min)) schema$minimum <- column$min
   if (!is.null(column$max)) schema$maximum <- column$max
+  if (column$type == "integer") {
+    # The validator answers 422 beyond R's integer range; the document says so too.
+    schema$minimum <- max(schema$minimum, -.Machine$integer.max)
+    schema$maximum <- min(schema$maximum, .Machine$integer.max)
+  }
   if (!isTRUE(column$required)) schema$nullable <- TRUE
+  schema$example <- rmp_column_example(column)
   schema
+}
+
+# A valid value for the column (the documents' examples, and schemathesis' first cases).
+rmp_column_example <- function(column) {
+  switch(column$type,
+    number = , integer = {
+      value <- max(column$min, min(column$max, 0))
+      if (column$type == "integer") ceiling(value) else value
+    },
+    boolean = FALSE,
+    factor = column$levels[[1]],
+    string = if (is.null(column$allowed)) "text" else column$allowed[[1]]
+  )
 }
 
 rmp_row_schema <- function(input) {
@@ -90,7 +109,7 @@ rmp_ref <- function(name) list(`$ref` = paste0("#/components/schemas/", name))
 rmp_error_responses <- function() {
   error <- list(content = rmp_json_content(rmp_ref("Error")))
   list(
-    `400` = c(list(description = "malformed JSON"), error),
+    `400` = c(list(description = "malformed JSON, or an unknown ?type="), error),
     `413` = c(list(description = "body or row count over the limit"), error),
     `415` = c(list(description = "content type is not application/json"), error),
     `422` = c(list(description = "invalid input; details list every problem"), error),
@@ -98,16 +117,32 @@ rmp_error_responses <- function() {
   )
 }
 
-rmp_post_operation <- function(summary, request_schema, response_schema) {
-  list(post = list(
+rmp_post_operation <- function(summary, request_schema, response_schema, parameters = NULL) {
+  list(post = Filter(Negate(is.null), list(
     summary = summary,
+    parameters = parameters,
     requestBody = list(required = TRUE, content = rmp_json_content(request_schema)),
     responses = c(
       list(`200` = list(description = "predictions, in input order",
                         content = rmp_json_content(response_schema))),
       rmp_error_responses()
     )
-  ))
+  )))
+}
+
+# Classifiers take ?type=class|prob (protocols.R); the response then has that shape.
+rmp_type_parameters <- function(kind) {
+  if (identical(kind, "value")) return(NULL)
+  list(list(name = "type", `in` = "query", required = FALSE,
+            description = paste0("class or prob; default: the manifest's output.kind (", kind, ")"),
+            schema = list(type = "string", enum = I(names(rmp_output_types)))))
+}
+
+# The manifest's shape, and for classifiers the shapes ?type= can ask for.
+rmp_prediction_schemas <- function(kind) {
+  if (identical(kind, "value")) return(rmp_prediction_schema(kind))
+  kinds <- unique(c(kind, unname(rmp_output_types)))
+  list(oneOf = lapply(kinds, rmp_prediction_schema))
 }
 
 rmp_get_operation <- function(summary) {
@@ -122,12 +157,14 @@ rmp_openapi <- function(cfg) {
       "Score rows given as JSON records or as {\"data\": [...]}",
       list(oneOf = list(rows, list(type = "object", required = I("data"),
                                    properties = list(data = rows)))),
-      list(type = "object", properties = list(predictions = predictions))
+      list(type = "object", properties = list(predictions = predictions)),
+      rmp_type_parameters(cfg$output$kind)
     ),
     `/score` = rmp_post_operation(
       "Reference-compatible scoring: {\"df\": [...]} in, a bare array out",
       list(type = "object", required = I("df"), properties = list(df = rows)),
-      predictions
+      predictions,
+      rmp_type_parameters(cfg$output$kind)
     ),
     `/healthz` = rmp_get_operation("Liveness"),
     `/readyz` = rmp_get_operation("Readiness: 200 once every worker is up, 503 while draining"),
@@ -136,13 +173,14 @@ rmp_openapi <- function(cfg) {
     `/prototype` = rmp_get_operation("vetiver-compatible input prototype"),
     `/metrics` = rmp_get_operation("Prometheus metrics")
   )
+  paths <- c(paths, rmp_protocol_openapi_paths(cfg))
   list(
     openapi = "3.0.3",
     info = list(title = cfg$name, version = cfg$version, description = cfg$description),
     paths = paths,
     components = list(schemas = list(
       Row = rmp_row_schema(cfg$input),
-      Prediction = rmp_prediction_schema(cfg$output$kind),
+      Prediction = rmp_prediction_schemas(cfg$output$kind),
       Error = rmp_error_schema()
     ))
   )

@@ -8,9 +8,9 @@ rmp_runtime_dir <- function() {
   dirname(normalizePath(sub("^--file=", "", file_arg[[1]])))
 }
 
+# Every runtime file but this one, so a new file (e.g. protocols.R) needs no edit here.
 rmp_source_runtime <- function(runtime_dir) {
-  files <- c("config.R", "errors.R", "validate.R", "model.R", "metrics.R", "spec.R", "api.R",
-             "nginx.R", "worker.R")
+  files <- setdiff(sort(list.files(runtime_dir, pattern = "[.]R$")), "supervisor.R")
   for (file in files) sys.source(file.path(runtime_dir, file), envir = globalenv())
 }
 
@@ -43,17 +43,40 @@ rmp_spawn_worker <- function(ctx, worker_id, supervisor_pid) {
   job$pid
 }
 
+# TRUE for each worker whose up file names its current pid (it is serving its socket).
 rmp_workers_up <- function(run_dir, pids) {
-  all(vapply(seq_along(pids), function(i) {
+  vapply(seq_along(pids), function(i) {
     path <- rmp_up_path(run_dir, i)
     file.exists(path) && identical(readLines(path, warn = FALSE)[1], as.character(pids[[i]]))
-  }, TRUE))
+  }, TRUE)
+}
+
+# A worker whose heartbeat (its up file's mtime, set when a request starts, worker.R) is older
+# than the request timeout plus this grace is hung: one request has kept it busy past the
+# timeout (nginx, whose clock started no earlier, has answered 504 already), or it is stopped.
+# It is killed and replaced rather than left burning a core; the requests queued behind that
+# one are retried on another worker. The grace covers this loop's own period.
+rmp_heartbeat_grace_seconds <- 0.5
+
+rmp_hung_workers <- function(run_dir, pids, up, limit) {
+  mtimes <- vapply(seq_along(pids), function(i) {
+    as.numeric(file.mtime(rmp_up_path(run_dir, i)))
+  }, 0)
+  up & !is.na(mtimes) & rmp_now() - mtimes > limit
+}
+
+rmp_kill_hung <- function(run_dir, pids, hung, limit) {
+  for (i in which(hung)) {
+    rmp_log("worker ", i, " (pid ", pids[[i]], ") gave no heartbeat for over ", limit,
+            " s (a request ran past the timeout, or it is stopped); killing it")
+    tools::pskill(pids[[i]], tools::SIGKILL)
+  }
 }
 
 # <run>/ready is what nginx's /readyz checks; the entrypoint writes <run>/draining on SIGTERM.
-rmp_update_ready <- function(run_dir, pids) {
+rmp_update_ready <- function(run_dir, serving) {
   ready <- file.path(run_dir, "ready")
-  want <- rmp_workers_up(run_dir, pids) && !file.exists(file.path(run_dir, "draining"))
+  want <- serving && !file.exists(file.path(run_dir, "draining"))
   if (want && !file.exists(ready)) rmp_write_file_atomic(ready, "ready\n")
   if (!want && file.exists(ready)) unlink(ready)
 }
@@ -89,17 +112,27 @@ rmp_supervise <- function(cfg, run_dir) {
   rmp_write_supervisor_metrics(run_dir, sup_metrics)
   rmp_log("model loaded in ", round(sup_metrics$model_load_seconds, 3), " s; ", workers,
           " worker(s) forked")
+  limit <- cfg$runtime$timeout_seconds + rmp_heartbeat_grace_seconds
+  # Ready once every worker is up; after that, while at least one worker can serve (a worker
+  # being replaced does not take the pod out of its Service; none left does).
+  all_were_up <- FALSE
   repeat {
-    dead <- which(!vapply(pids, rmp_alive, TRUE))
+    alive <- vapply(pids, rmp_alive, TRUE)
+    up <- rmp_workers_up(run_dir, pids) & alive
+    hung <- rmp_hung_workers(run_dir, pids, up, limit)
+    rmp_kill_hung(run_dir, pids, hung, limit)
+    healthy <- up & !hung
+    all_were_up <- all_were_up || all(healthy)
+    rmp_update_ready(run_dir, if (all_were_up) any(healthy) else all(healthy))
+    dead <- which(!alive | hung)
     if (length(dead) > 0) {
       rmp_log("worker(s) ", paste(dead, collapse = ", "), " (pid ",
               paste(pids[dead], collapse = ", "), ") died; starting replacements")
-      unlink(file.path(run_dir, "ready"))
       sup_metrics$restarts <- sup_metrics$restarts + length(dead)
       rmp_write_supervisor_metrics(run_dir, sup_metrics)
       pids <- rmp_spawn_workers(cfg, run_dir, dead, pids)$pids
+      next
     }
-    rmp_update_ready(run_dir, pids)
     Sys.sleep(0.1)
   }
 }

@@ -23,9 +23,8 @@ rmp_rows_from_body <- function(parsed, key) {
     rmp_abort(422L, "invalid_input", sprintf("expected a JSON object with a \"%s\" array of rows", key))
   }
   rows <- if (is.null(key)) parsed else parsed[[key]]
-  if (is.list(rows) && is.null(names(rows)) && length(rows) == 0) {
-    rmp_abort(422L, "invalid_input", "no rows in the request")
-  }
+  # An empty array is a valid request with no rows (the handler answers []).
+  if (is.list(rows) && is.null(names(rows)) && length(rows) == 0) return(list())
   if (!is.list(rows) || !is.null(names(rows)) || !all(vapply(rows, rmp_is_object, NA))) {
     rmp_abort(422L, "invalid_input", "expected an array of row objects, e.g. [{\"col\": 1}]")
   }

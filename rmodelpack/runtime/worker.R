@@ -17,15 +17,26 @@ rmp_alive <- function(pid) {
 # full = FALSE is not enough: copies that survived a collection during predict() are old.
 rmp_idle_gc_seconds <- 1
 
-rmp_new_idle_gc <- function() {
+# The heartbeat: the mtime of the worker's up file, set when a request starts and every
+# rmp_heartbeat_seconds while the worker is idle. It goes stale only while one request keeps
+# the worker busy (or the worker is stopped); the supervisor kills a worker whose heartbeat is
+# older than the request timeout (supervisor.R): nginx has answered that request's 504 already,
+# and the requests queued behind it are retried on another worker when it dies.
+rmp_heartbeat_seconds <- 0.25
+
+rmp_beat <- function(state) Sys.setFileTime(state$heartbeat, Sys.time())
+
+rmp_new_idle_gc <- function(heartbeat) {
   state <- new.env(parent = emptyenv())
   state$last_request <- 0
   state$pending <- FALSE
+  state$heartbeat <- heartbeat
   state
 }
 
 rmp_note_request <- function(state) {
   state$last_request <- rmp_now()
+  rmp_beat(state)
   if (state$pending) return(invisible())
   state$pending <- TRUE
   later::later(function() rmp_gc_when_idle(state), rmp_idle_gc_seconds)
@@ -45,18 +56,26 @@ rmp_gc_when_idle <- function(state) {
 rmp_run_worker <- function(ctx, worker_id, supervisor_pid) {
   socket <- rmp_socket_path(ctx$run_dir, worker_id)
   unlink(socket)
+  up <- rmp_up_path(ctx$run_dir, worker_id)
   rmp_state$metrics <- rmp_new_metrics(ctx$run_dir, worker_id)
-  app <- rmp_app(ctx, rmp_state$metrics, rmp_new_idle_gc())
+  state <- rmp_new_idle_gc(up)
+  app <- rmp_app(ctx, rmp_state$metrics, state)
   httpuv::startPipeServer(socket, mask = strtoi("077", 8L), app = app, quiet = TRUE)
-  rmp_write_file_atomic(rmp_up_path(ctx$run_dir, worker_id), as.character(Sys.getpid()))
-  # Serve until the supervisor is gone; service() returns after each batch of requests, so the
-  # /proc check runs at most once a second.
-  checked <- rmp_now()
+  rmp_write_file_atomic(up, as.character(Sys.getpid()))
+  # Serve until the supervisor is gone; service() returns after each batch of requests (or
+  # after rmp_heartbeat_seconds idle), so the heartbeat keeps ticking and the /proc check runs
+  # at most once a second.
+  beaten <- checked <- rmp_now()
   repeat {
-    httpuv::service(1000)
-    if (rmp_now() - checked >= 1) {
+    httpuv::service(rmp_heartbeat_seconds * 1000)
+    now <- rmp_now()
+    if (now - beaten >= rmp_heartbeat_seconds) {
+      rmp_beat(state)
+      beaten <- now
+    }
+    if (now - checked >= 1) {
       if (!rmp_alive(supervisor_pid)) break
-      checked <- rmp_now()
+      checked <- now
     }
   }
   # Returning lets parallel end the fork without R's exit cleanup (which would delete the

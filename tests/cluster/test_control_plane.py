@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
+from cluster.daemons import inherited_descriptor_problems, recorded_daemons
 from cluster.kube import (
     CLUSTER_BINARIES,
     CLUSTER_SCRIPT,
@@ -62,6 +64,18 @@ def test_up_is_idempotent_when_healthy(cluster: str) -> None:
     assert "nothing to do" in again.stdout
     assert component_pids() == before
     assert set(before) == set(CLUSTER_BINARIES)
+
+
+def test_daemons_run_detached_holding_no_inherited_descriptor(cluster: str) -> None:
+    state = Path(cluster).parent
+    daemons = recorded_daemons(state)
+    assert set(daemons) == set(CLUSTER_BINARIES)
+    problems = [
+        problem
+        for name, pid in daemons.items()
+        for problem in inherited_descriptor_problems(name, pid, state)
+    ]
+    assert not problems, "\n".join(problems)
 
 
 def test_server_and_kubectl_report_the_pinned_version(cluster: str) -> None:

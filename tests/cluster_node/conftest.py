@@ -1,8 +1,10 @@
-"""Fixtures for the real node (ci/node.sh): a kubelet on its own containerd, CNI bridge + portmap.
+"""Fixtures for the real node (ci/node.sh): a kubelet on its own containerd, CNI bridge + portmap,
+metrics-server, and Traefik as the ingress controller.
 
-This package runs only through `bash ci/e2e-node.sh` (which sets RMP_NODE_E2E=1): the node needs
-root with cgroup and mount rights, containerd and the CNI plugins, and a kubelet build, so it is
-kept out of the default run (`ci/test.sh`) until it has proven reliable in CI.
+Part of the default run (`bash ci/test.sh`). From a cold machine the `real_node` fixture builds
+what is missing (`ci/node.sh up` runs `build`), starts the control plane and the node, and after
+this package takes down what it started (tests/cluster/lifecycle.py). The node needs root with
+cgroup and mount rights, containerd, the CNI plugins and docker (ci/setup.sh installs them).
 """
 
 from __future__ import annotations
@@ -13,35 +15,50 @@ from pathlib import Path
 
 import pytest
 from cluster.kube import create_namespace, delete_namespace, run
+from cluster.lifecycle import CLUSTER, NODE, in_use
 from conftest import REPO_ROOT, require_tool
 
 HERE = Path(__file__).resolve().parent
 NODE_SCRIPT = REPO_ROOT / "ci" / "node.sh"
-ENABLED = os.environ.get("RMP_NODE_E2E") == "1"
-
-
-def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
-    if not ENABLED and collection_path.name.startswith("test_"):
-        return True
-    return None
+# From the basics to the longest proofs, so a broken node fails fast.
+MODULE_ORDER = ("test_real_node", "test_serve", "test_ingress", "test_autoscaling", "test_rollout")
+# The first test also pays for `ci/node.sh up` on a machine where nothing is built yet.
+COLD_START_TIMEOUT = 3600
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if HERE in item.path.resolve().parents:
-            item.add_marker(pytest.mark.node)
+    ours = [i for i, item in enumerate(items) if HERE in item.path.resolve().parents]
+    if not ours:
+        return
+    ranked = sorted(
+        (items[i] for i in ours),
+        key=lambda item: (
+            MODULE_ORDER.index(item.path.stem)
+            if item.path.stem in MODULE_ORDER
+            else len(MODULE_ORDER)
+        ),
+    )  # stable: keeps each module's own order
+    for i, item in zip(ours, ranked, strict=True):
+        item.add_marker(pytest.mark.node)
+        items[i] = item
+    ranked[0].add_marker(pytest.mark.timeout(COLD_START_TIMEOUT))
 
 
-@pytest.fixture(scope="session")
-def real_node() -> str:
-    """Starts the control plane and the real node (idempotent); returns the kubeconfig path."""
+@pytest.fixture(scope="package")
+def real_node() -> Iterator[str]:
+    """Starts the control plane and the real node (idempotent); yields the kubeconfig path."""
     for tool in ("openssl", "curl", "jq", "helm", "go", "docker", "containerd", "ctr", "Rscript"):
         require_tool(tool)
-    run("bash", str(NODE_SCRIPT), "up", timeout=3600)
-    exported = run("bash", str(NODE_SCRIPT), "env").stdout.strip()
-    kubeconfig = exported.removeprefix("export KUBECONFIG=")
-    os.environ["KUBECONFIG"] = kubeconfig
-    return kubeconfig
+    with in_use(NODE_SCRIPT, (NODE, CLUSTER)) as kubeconfig:
+        os.environ["KUBECONFIG"] = kubeconfig
+        yield kubeconfig
+
+
+@pytest.fixture(scope="package")
+def traefik(real_node: str) -> str:
+    """Traefik on the node (`ci/node.sh ingress`, idempotent); `node.sh down` removes it."""
+    run("bash", str(NODE_SCRIPT), "ingress", timeout=1800)
+    return "rmp-ingress"
 
 
 @pytest.fixture(scope="module")

@@ -16,13 +16,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cluster.kube import eventually, helm, kubectl, kubectl_json, run
-from conftest import require_tool
+from cluster.kube import eventually, helm, run
 
 from cluster_node.boston import (
-    NODE_SCRIPT,
+    HOST,
     PASSWORD,
     USER,
+    WEBSECURE_PORT,
+    create_tls_secret,
     install,
     native_prediction,
     predict_body,
@@ -30,33 +31,6 @@ from cluster_node.boston import (
 from cluster_node.host import listening_pids
 
 RELEASE = "boston"
-HOST = "boston.example.com"
-WEBSECURE_PORT = 17443  # ci/node.sh TRAEFIK_WEBSECURE_PORT
-
-
-@pytest.fixture(scope="module")
-def traefik(real_node: str) -> str:
-    run("bash", str(NODE_SCRIPT), "ingress", timeout=3600)
-    return "rmp-ingress"
-
-
-def issue_tls(workdir: Path) -> tuple[Path, Path, Path]:
-    """A test CA and a certificate for HOST signed by it: (ca.crt, tls.crt, tls.key)."""
-    require_tool("openssl")
-    ca_key, ca_crt = workdir / "ca.key", workdir / "ca.crt"
-    key, csr, crt = workdir / "tls.key", workdir / "tls.csr", workdir / "tls.crt"
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
-    run("openssl", "req", "-x509", *ec, "-keyout", str(ca_key), "-out", str(ca_crt),
-        "-subj", "/CN=rmodelpack-node-e2e-ca", "-days", "1",
-        "-addext", "basicConstraints=critical,CA:TRUE")  # fmt: skip
-    run(
-        "openssl", "req", "-new", *ec, "-keyout", str(key), "-out", str(csr), "-subj", f"/CN={HOST}"
-    )
-    extensions = workdir / "tls.ext"
-    extensions.write_text(f"subjectAltName=DNS:{HOST}\nextendedKeyUsage=serverAuth\n")
-    run("openssl", "x509", "-req", "-in", str(csr), "-CA", str(ca_crt), "-CAkey", str(ca_key),
-        "-CAcreateserial", "-days", "1", "-extfile", str(extensions), "-out", str(crt))  # fmt: skip
-    return ca_crt, crt, key
 
 
 @pytest.fixture(scope="module")
@@ -66,11 +40,7 @@ def release(
     """(render folder, CA certificate) of boston-rf installed behind Traefik with its TLS Secret."""
     workdir = tmp_path_factory.mktemp("boston-rf-ingress")
     rendered = install(RELEASE, module_namespace, workdir)
-    certificate = kubectl_json("get", "certificates.cert-manager.io", "-n", module_namespace)
-    secret_name = certificate["items"][0]["spec"]["secretName"]
-    ca_crt, crt, key = issue_tls(workdir)
-    kubectl("create", "secret", "tls", secret_name, "-n", module_namespace,
-            f"--cert={crt}", f"--key={key}")  # fmt: skip
+    ca_crt = create_tls_secret(module_namespace, workdir)
     yield rendered, ca_crt
     helm("uninstall", RELEASE, "-n", module_namespace, "--wait", "--timeout", "120s", check=False)
 

@@ -3,15 +3,21 @@ nodes, tainted so only pods that tolerate it run there, serving only on 127.0.0.
 
 from __future__ import annotations
 
+import fcntl
+from functools import partial
 from pathlib import Path
 
-from cluster.kube import apply, eventually, kubectl_json, pinned_versions
+from cluster.daemons import inherited_descriptor_problems, recorded_daemons
+from cluster.kube import apply, eventually, kubectl_json, pinned_versions, run
+from cluster.lifecycle import CLUSTER, NODE
 
 from cluster_node.host import listening_pids
 
 REAL_NODE = "rmp-node-0"
 TAINT_KEY = "rmodelpack.io/real-node"
 PAUSE_IMAGE = "rmodelpack.local/pause:3.10"
+POD_SUBNET = "10.88.0.0/16"
+NODE_DAEMONS = {"containerd", "kubelet", "metrics-server"}
 
 
 def node_condition(node: dict, kind: str) -> str:
@@ -45,6 +51,47 @@ def test_kubelet_and_node_containerd_listen_on_loopback_only(real_node: str) -> 
     assert kubelet == {"127.0.0.1:16250", "127.0.0.1:16248"}
     # containerd's CRI streaming server (port-forward) on a random loopback port.
     assert all(address.startswith("127.0.0.1:") for address in containerd)
+
+
+def test_node_and_cluster_daemons_hold_no_inherited_descriptor(real_node: str) -> None:
+    """`node.sh up` runs `cluster.sh up` while holding the node lock: no daemon of either may
+    keep that lock, the cluster's, or a pipe of whoever ran the scripts."""
+    problems = []
+    for stack, expected in ((NODE, NODE_DAEMONS), (CLUSTER, None)):
+        daemons = recorded_daemons(stack.state)
+        assert expected is None or set(daemons) == expected
+        for name, pid in daemons.items():
+            problems += inherited_descriptor_problems(name, pid, stack.state)
+    assert not problems, "\n".join(problems)
+
+
+def lock_is_free(path: Path) -> bool:
+    with path.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+
+def test_scripts_locks_are_free_once_up_returns(real_node: str) -> None:
+    """The symptom of issue 13: a daemon holding node.lock made every later `node.sh up` wait."""
+    for lock in (NODE.state.with_suffix(".lock"), CLUSTER.state.with_suffix(".lock")):
+        assert eventually(partial(lock_is_free, lock), timeout=60), f"{lock} is still held"
+    again = run("bash", str(NODE.script), "up", timeout=120)
+    assert "nothing to do" in again.stdout
+
+
+def test_pod_range_is_fenced_by_an_unreachable_route(real_node: str) -> None:
+    """Pod IPs are never routed off the host: without the bridge, packets to the pod range fail
+    at once instead of going to the default gateway (ci/node.sh checks this before containerd)."""
+    routes = run("ip", "route", "show", "table", "main", "type", "unreachable").stdout
+    assert any(
+        line.startswith(f"unreachable {POD_SUBNET}") and "metric 4000" in line
+        for line in routes.splitlines()
+    ), routes
+    bridge = run("ip", "-o", "-4", "addr", "show", "dev", "rmp-cni0", check=False).stdout
+    assert bridge == "" or "10.88." in bridge
 
 
 def pod(name: str, tolerate: bool) -> dict:

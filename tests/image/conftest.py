@@ -9,7 +9,13 @@ from collections.abc import Iterator
 import pytest
 from conftest import EXAMPLES_DIR
 
-from image.containers import TEST_REPOSITORY, ExampleImage, remove_image
+from image.containers import (
+    TEST_REPOSITORY,
+    ExampleImage,
+    remove_image,
+    train_in_image,
+    trainer_image,
+)
 
 # Manifests that read passwords from the environment get a throwaway one in tests.
 EXAMPLE_ENV = {"BOSTON_SCORER_PASSWORD": "test-only-password"}
@@ -41,6 +47,8 @@ def build_example(docker_client, base_image, example_env, tmp_path_factory):
     def build(name: str) -> ExampleImage:
         if name not in built:
             example_dir = EXAMPLES_DIR / name
+            if trainer_image(example_dir) is not None:
+                train_in_image(example_dir)
             if not (example_dir / "model.rds").is_file():
                 pytest.fail(f"{example_dir}/model.rds is missing; run: bash ci/setup.sh")
             rendered = render(example_dir / "rmodel.yaml", tmp_path_factory.mktemp(name) / "out")

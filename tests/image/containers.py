@@ -98,23 +98,57 @@ def request_rows(body: Any) -> list[dict[str, Any]]:
     return body["data"] if isinstance(body, dict) else body
 
 
+def trainer_image(example_dir: Path) -> str | None:
+    """The image an example with a train.sh is trained in (its packages are not on the host)."""
+    if not (example_dir / "train.sh").is_file():
+        return None
+    return f"rmodelpack-train/{example_dir.name}:trixie"
+
+
+def train_in_image(example_dir: Path) -> None:
+    """Run the example's train.sh (it trains inside the trixie image) when model.rds is missing."""
+    if (example_dir / "model.rds").is_file():
+        return
+    done = subprocess.run(
+        ["bash", str(example_dir / "train.sh")], capture_output=True, text=True, timeout=1200
+    )
+    if done.returncode != 0:
+        pytest.fail(f"{example_dir}/train.sh failed:\n{done.stderr[-3000:]}")
+
+
 def native_prediction(image: ExampleImage, rows: list[dict[str, Any]], workdir: Path) -> dict:
-    """What R itself predicts for ``rows``, run on the host (the test's ground truth)."""
-    rscript = require_tool("Rscript")
+    """What R itself predicts for ``rows`` (the test's ground truth): R on the host, or, for an
+    example trained in an image (train.sh), R in that training image, outside the served one."""
     rows_file = workdir / "rows.json"
     rows_file.write_text(json.dumps(rows))
-    command = [
-        rscript,
-        "--vanilla",
-        str(NATIVE_PREDICT_R),
-        str(image.context_dir / "app" / "rmodelpack.json"),
-        str(image.context_dir / "model" / "model.rds"),
-        str(rows_file),
+    files = [
+        NATIVE_PREDICT_R,
+        image.context_dir / "app" / "rmodelpack.json",
+        image.context_dir / "model" / "model.rds",
+        rows_file,
     ]
     script = image.config["scoring"]["script"]
     if script:
-        command.append(str(image.context_dir / "app" / Path(script).name))
-    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+        files.append(image.context_dir / "app" / Path(script).name)
+    trainer = trainer_image(image.example_dir)
+    if trainer is None:
+        command = [require_tool("Rscript"), "--vanilla", *map(str, files)]
+    else:
+        mounts = [arg for i, f in enumerate(files) for arg in ("-v", f"{f}:/in/{i}:ro")]
+        inside = [f"/in/{i}" for i in range(len(files))]
+        command = [
+            "docker",
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            *mounts,
+            trainer,
+            "Rscript",
+            "--vanilla",
+            *inside,
+        ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
     if done.returncode != 0:
         pytest.fail(f"native R prediction failed:\n{done.stderr}")
     return json.loads(done.stdout)

@@ -36,6 +36,8 @@ prediction <- if (nzchar(script)) {
 }
 # ranger's predict() returns an object; its predictions are the documented $predictions.
 if (inherits(prediction, "ranger.prediction")) prediction <- prediction$predictions
+# caret's predict(type = "prob") gives a data.frame with one column per class.
+if (is.data.frame(prediction)) prediction <- as.matrix(prediction)
 
 classes <- if (is.matrix(prediction)) colnames(prediction) else NULL
 values <- if (is.matrix(prediction)) unname(split(prediction, row(prediction))) else unname(prediction)

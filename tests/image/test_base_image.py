@@ -1,4 +1,5 @@
-"""The Debian base image, built for real from base-images/debian (offline base, Debian packages)."""
+"""The Debian base image (trixie: R 4.5), built for real from base-images/debian (offline base,
+Debian packages)."""
 
 from __future__ import annotations
 
@@ -26,12 +27,12 @@ def run_in(client, image: str, script: str) -> str:
 
 def test_base_is_non_root_and_labelled(docker_client, base_image):
     config = docker_client.images.get(base_image).attrs["Config"]
-    assert base_image == BASE_IMAGE_TAGS["debian"] == "rmodelpack/r-base:bookworm"
+    assert base_image == BASE_IMAGE_TAGS["debian"] == "rmodelpack/r-base:trixie"
     assert config["User"] == "10001:10001"
     labels = config["Labels"]
     assert labels["org.opencontainers.image.title"] == "rmodelpack/r-base"
     assert labels["org.opencontainers.image.version"] == "0.1.0"
-    assert labels["org.opencontainers.image.base.name"].endswith("debian:bookworm-slim")
+    assert labels["org.opencontainers.image.base.name"].endswith("debian:trixie-slim")
     assert labels["io.rmodelpack.base.flavor"] == "debian"
     assert "org.opencontainers.image.created" not in labels  # no timestamp by default
 
@@ -42,7 +43,7 @@ def test_base_runs_r_plumber_nginx_and_tini_read_only_as_10001(docker_client, ba
         base_image,
         "id -u; id -g; getent passwd rmodelpack | cut -d: -f6,7; "
         'Rscript -e \'cat(as.character(packageVersion("plumber")), '
-        'as.character(packageVersion("jsonlite")), "\\n")\'; '
+        'as.character(packageVersion("jsonlite")), as.character(getRversion()), "\\n")\'; '
         "command -v nginx tini curl; "
         "[ -e /etc/nginx/sites-enabled/default ] || echo no-default-site; "
         "find / -xdev -perm /6000 -type f | wc -l; "
@@ -52,7 +53,9 @@ def test_base_runs_r_plumber_nginx_and_tini_read_only_as_10001(docker_client, ba
     lines = output.splitlines()
     assert lines[0:2] == ["10001", "10001"]
     assert lines[2] == "/nonexistent:/usr/sbin/nologin"
-    assert lines[3].split()[0] == "1.2.1"  # Debian bookworm's r-cran-plumber
+    plumber, _, r_version = lines[3].split()
+    assert plumber == "1.3.0"  # Debian trixie's r-cran-plumber
+    assert r_version.startswith("4.5.")  # Debian trixie's r-base-core
     assert lines[4:7] == ["/usr/sbin/nginx", "/usr/bin/tini", "/usr/bin/curl"]
     assert lines[7:] == ["no-default-site", "0", "root-is-read-only", "tmp-is-writable"]
 

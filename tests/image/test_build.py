@@ -94,7 +94,7 @@ def step_number(result: BuildResult, instruction: str) -> int:
 @pytest.mark.docker
 def test_failing_step_raises_build_error_with_the_message_and_last_output(docker_client, tmp_path):
     (tmp_path / "Dockerfile").write_text(
-        "FROM debian:bookworm-slim\nRUN echo preparing-the-model && exit 3\n"
+        "FROM debian:trixie-slim\nRUN echo preparing-the-model && exit 3\n"
     )
     progress: list[str] = []
 

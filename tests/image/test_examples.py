@@ -167,15 +167,20 @@ def test_docker_stop_completes_in_flight_requests(docker_client, build_example):
         assert running.container.attrs["State"]["ExitCode"] == 0, running.container.logs()[-2000:]
 
 
-def test_invalid_factor_level_is_rejected_with_the_field_named(docker_client, build_example):
-    image = build_example("cars93-ranger")
+@pytest.mark.parametrize(
+    ("example", "field"), [("cars93-ranger", "drive_train"), ("caret-recipes", "race")]
+)
+def test_invalid_factor_level_is_rejected_with_the_field_named(
+    docker_client, build_example, example, field
+):
+    image = build_example(example)
     body = json.loads((image.example_dir / "requests" / "invalid-level.json").read_text())
     with hardened_container(docker_client, image.tag) as running:
         wait_ready(running)
         response = requests.post(f"{running.url}/predict", json=body, timeout=30)
     assert response.status_code == 422
     details = response.json()["error"]["details"]
-    assert [(detail["row"], detail["field"]) for detail in details] == [(0, "drive_train")]
+    assert [(detail["row"], detail["field"]) for detail in details] == [(0, field)]
 
 
 def test_cli_build_reuses_the_cached_layers_and_tags_the_manifest_image(

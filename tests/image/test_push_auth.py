@@ -67,7 +67,7 @@ def test_push_without_login_says_how_to_log_in_then_login_works(
     docker_cli = require_tool("docker")
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))
     reference = f"{auth_registry}/models/base:auth-test"
-    docker_client.images.get("debian:bookworm-slim").tag(reference)
+    docker_client.images.get("debian:trixie-slim").tag(reference)
     try:
         with pytest.raises(PushError) as refused:
             push_image(reference, client=docker.from_env())

@@ -44,7 +44,12 @@ def test_openapi_is_typed_from_the_schema(boston_server: NativeServer) -> None:
     assert spec["openapi"].startswith("3.")
     assert {"/predict", "/score", "/metadata"} <= set(spec["paths"])
     row = spec["components"]["schemas"]["Row"]
-    assert row["properties"]["chas"] == {"type": "integer", "minimum": 0, "maximum": 1}
+    assert row["properties"]["chas"] == {
+        "type": "integer",
+        "minimum": 0,
+        "maximum": 1,
+        "example": 0,
+    }
     assert row["properties"]["crim"]["type"] == "number"
     assert "lstat" in row["required"]
     docs = get(boston_server, "/docs")

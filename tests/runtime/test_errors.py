@@ -233,9 +233,26 @@ def test_extra_columns_are_rejected_when_strict(strict_server: NativeServer, row
     assert problems(error) == {(None, "medv")}
 
 
-@pytest.mark.parametrize("body", [[], {}, 5, [1, 2], {"data": "x"}])
+@pytest.mark.parametrize("body", [{}, 5, [1, 2], {"data": "x"}, {"data": {}}])
 def test_bodies_without_rows_are_422(boston_server: NativeServer, body: Any) -> None:
     assert_error(post_json(boston_server, "/predict", body), 422, "invalid_input")
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "expected"),
+    [
+        ("/predict", [], {"predictions": []}),
+        ("/predict", {"data": []}, {"predictions": []}),
+        ("/score", {"df": []}, []),
+    ],
+)
+def test_no_rows_get_no_predictions(
+    boston_server: NativeServer, path: str, body: Any, expected: Any
+) -> None:
+    """What /openapi.json allows (an empty array of rows) is a 200, not a 422."""
+    response = post_json(boston_server, path, body)
+    assert response.status_code == 200, response.text
+    assert response.json() == expected
 
 
 def test_score_needs_the_df_key(boston_server: NativeServer, rows: list) -> None:

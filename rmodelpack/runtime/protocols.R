@@ -1,0 +1,499 @@
+# The standard inference protocols beside rmodelpack's own endpoints, for the one model this
+# server holds: the Open Inference Protocol (REST, "v2": KServe, MLServer, Triton) and KServe v1.
+# Spec: kserve/open-inference-protocol, specification/protocol/inference_rest.md.
+# A request body becomes the same rows /predict takes and goes through the same validator and
+# scorer; errors are the spec's {"error": "<message>"} with rmodelpack's code, request id and
+# field-level details beside it. Also here: the output type chosen per request (?type=).
+
+rmp_protocol_server_name <- "rmodelpack"
+
+# Registered in api.R's route table (rmp_routes), which plumber and the nginx front share.
+rmp_protocol_routes <- function() {
+  model <- "/v2/models/<name>"
+  versioned <- "/v2/models/<name>/versions/<version>"
+  list(
+    rmp_route("GET", "/v2/health/live", rmp_oip_live_handler),
+    rmp_route("GET", "/v2/health/ready", rmp_oip_ready_handler),
+    rmp_route("GET", "/v2", rmp_oip_server_handler),
+    rmp_route("GET", model, rmp_oip_model_handler),
+    rmp_route("GET", versioned, rmp_oip_model_handler),
+    rmp_route("GET", paste0(model, "/ready"), rmp_oip_model_ready_handler),
+    rmp_route("GET", paste0(versioned, "/ready"), rmp_oip_model_ready_handler),
+    rmp_route("POST", paste0(model, "/infer"), rmp_oip_infer_handler),
+    rmp_route("POST", paste0(versioned, "/infer"), rmp_oip_infer_handler),
+    # :predict first: a front matching patterns in order must not take it for the GET route.
+    rmp_route("POST", "/v1/models/<name>:predict", rmp_kserve_v1_predict_handler),
+    rmp_route("GET", "/v1/models/<name>", rmp_kserve_v1_model_handler)
+  )
+}
+
+# --- errors ---------------------------------------------------------------------------------------
+
+# The spec's error is one string: for schema violations it names the offending fields itself
+# (the first few); the other messages name them already.
+rmp_protocol_error_json <- function(status, code, message, request_id, details = list()) {
+  if (length(details) > 0 && identical(code, "invalid_input")) {
+    named <- vapply(utils::head(details, 3L), function(d) {
+      where <- if (is.null(d$row)) d$field else sprintf("%s (row %d)", d$field, d$row)
+      paste0(where, ": ", d$problem)
+    }, "")
+    message <- paste0(message, ": ", paste(named, collapse = "; "),
+                      if (length(details) > 3L) "; ..." else "")
+  }
+  body <- list(error = message, code = code, request_id = request_id, details = details)
+  as.character(jsonlite::toJSON(body, auto_unbox = TRUE, null = "null", digits = NA))
+}
+
+# The spec answers a bad request with 400; the validator's 422 (schema violation) becomes 400
+# here, with the same details.
+rmp_protocol_guard <- function(handler) {
+  as_400 <- function(req, res) {
+    tryCatch(handler(req, res), rmp_http_error = function(e) {
+      if (identical(e$status, 422L)) e$status <- 400L
+      stop(e)
+    })
+  }
+  rmp_guard(as_400, error_json = rmp_protocol_error_json)
+}
+
+rmp_bad_request <- function(message, details = list()) {
+  rmp_abort(400L, "invalid_request", message, details)
+}
+
+# --- which model a path names ---------------------------------------------------------------------
+
+# Path segments after /v2/models/ (or /v1/models/): the name, and the version when the path has
+# /versions/<v>. Only this server's model and version exist; any other is a 404.
+rmp_path_model <- function(path, prefix) {
+  rest <- substring(path, nchar(prefix) + 1L)
+  parts <- strsplit(rest, "/", fixed = TRUE)[[1]]
+  name <- sub(":predict$", "", parts[[1]])
+  version <- if (length(parts) >= 3 && parts[[2]] == "versions") parts[[3]] else NULL
+  list(name = name, version = version)
+}
+
+rmp_check_model_path <- function(req, cfg, prefix) {
+  wanted <- rmp_path_model(req$PATH_INFO, prefix)
+  if (!identical(wanted$name, cfg$name)) {
+    rmp_abort(404L, "model_not_found", sprintf(
+      "no model named '%s'; this server holds '%s'", wanted$name, cfg$name
+    ))
+  }
+  if (!is.null(wanted$version) && !identical(wanted$version, cfg$version)) {
+    rmp_abort(404L, "model_version_not_found", sprintf(
+      "model '%s' has no version '%s'; this server holds version %s",
+      cfg$name, wanted$version, cfg$version
+    ))
+  }
+  invisible(TRUE)
+}
+
+rmp_is_ready <- function(ctx) file.exists(file.path(ctx$run_dir, "ready"))
+
+rmp_json_text <- function(value) {
+  as.character(jsonlite::toJSON(value, auto_unbox = TRUE, null = "null", digits = NA))
+}
+
+# --- the Open Inference Protocol: health, server and model metadata -------------------------------
+
+rmp_oip_live_handler <- function(ctx) {
+  function(req, res) rmp_json_response(res, 200L, "{\"live\":true}")
+}
+
+# Ready while the server takes traffic: false while workers start and while draining.
+rmp_oip_ready_handler <- function(ctx) {
+  function(req, res) {
+    if (rmp_is_ready(ctx)) rmp_json_response(res, 200L, "{\"ready\":true}")
+    else rmp_json_response(res, 503L, "{\"ready\":false}")
+  }
+}
+
+rmp_oip_server_handler <- function(ctx) {
+  body <- rmp_json_text(list(name = rmp_protocol_server_name,
+                             version = as.character(getRversion()), extensions = I(character())))
+  function(req, res) rmp_json_response(res, 200L, body)
+}
+
+rmp_oip_datatype <- function(type) {
+  switch(type, number = "FP64", integer = "INT64", boolean = "BOOL", string = "BYTES",
+         factor = "BYTES")
+}
+
+# Class names a fitted classifier carries, so metadata can list its probability outputs before
+# any request; NULL when the model does not say (the outputs still come with each response).
+rmp_model_classes <- function(model) {
+  candidates <- list(model$levels, model$classes, model$forest$levels, model$lev,
+                     model$obsLevels, attr(model, "ylevels"))
+  for (classes in candidates) if (is.character(classes) && length(classes) > 0) return(classes)
+  NULL
+}
+
+# The model object the scorer closes over (rmp_make_scorer), without a second copy in ctx.
+rmp_served_model <- function(ctx) {
+  get0("model", envir = environment(attr(ctx$predictor, "scorer")), inherits = FALSE)
+}
+
+rmp_oip_output_names <- function(kind, classes) {
+  if (kind == "value") return("predictions")
+  if (kind == "class") return("class")
+  c("class", if (!is.null(classes)) paste0("prob_", classes))
+}
+
+rmp_oip_output_datatype <- function(name) {
+  if (name == "class") "BYTES" else "FP64"
+}
+
+rmp_oip_model_metadata <- function(cfg, classes) {
+  tensor <- function(name, datatype) list(name = name, datatype = datatype, shape = I(-1L))
+  inputs <- lapply(cfg$input$columns, function(column) {
+    tensor(column$name, rmp_oip_datatype(column$type))
+  })
+  names <- rmp_oip_output_names(if (cfg$output$kind == "value") "value" else "class_probabilities",
+                                classes)
+  outputs <- lapply(names, function(name) tensor(name, rmp_oip_output_datatype(name)))
+  list(name = cfg$name, versions = I(cfg$version), platform = "R",
+       inputs = inputs, outputs = outputs)
+}
+
+rmp_oip_model_handler <- function(ctx) {
+  body <- rmp_json_text(rmp_oip_model_metadata(ctx$cfg, rmp_model_classes(rmp_served_model(ctx))))
+  rmp_protocol_guard(function(req, res) {
+    rmp_check_model_path(req, ctx$cfg, "/v2/models/")
+    rmp_json_response(res, 200L, body)
+  })
+}
+
+rmp_oip_model_ready_handler <- function(ctx) {
+  rmp_protocol_guard(function(req, res) {
+    rmp_check_model_path(req, ctx$cfg, "/v2/models/")
+    if (rmp_is_ready(ctx)) rmp_json_response(res, 200L, "{\"ready\":true}")
+    else rmp_json_response(res, 503L, "{\"ready\":false}")
+  })
+}
+
+# --- the Open Inference Protocol: inference -------------------------------------------------------
+
+# Datatypes an input tensor may have for each column type (a number column takes integers too;
+# the validator checks an integer column's values are whole).
+rmp_oip_numeric_types <- c("FP64", "FP32", "FP16", "INT64", "INT32", "INT16", "INT8",
+                           "UINT64", "UINT32", "UINT16", "UINT8")
+
+rmp_oip_accepts <- function(type) {
+  switch(type, number = , integer = rmp_oip_numeric_types, boolean = "BOOL",
+         string = , factor = "BYTES")
+}
+
+rmp_is_text <- function(x) is.character(x) && length(x) == 1 && !is.na(x)
+
+rmp_tensor_length <- function(tensor, where) {
+  shape <- unlist(tensor$shape)
+  one_d <- is.numeric(shape) && (length(shape) == 1 || (length(shape) == 2 && shape[[2]] == 1))
+  if (!one_d || any(shape < 0) || any(shape != round(shape))) {
+    rmp_bad_request(sprintf(
+      "%s: shape %s is not a 1-D tensor; send one column per input with shape [n]",
+      where, rmp_json_text(tensor$shape)
+    ))
+  }
+  n <- as.integer(shape[[1]])
+  data <- tensor$data
+  if (!is.list(data) || !is.null(names(data))) {
+    rmp_bad_request(sprintf("%s: \"data\" must be an array of %d values", where, n))
+  }
+  # Row-major nesting ([[1], [2]] for shape [n, 1]) is allowed by the spec; flatten one level.
+  if (length(data) > 0 && all(vapply(data, function(x) is.list(x) && length(x) == 1, NA))) {
+    data <- lapply(data, `[[`, 1L)
+  }
+  if (length(data) != n) {
+    rmp_bad_request(sprintf("%s: shape says %d values but \"data\" holds %d", where, n,
+                            length(data)))
+  }
+  data
+}
+
+rmp_oip_input_data <- function(tensor, index, columns) {
+  if (!rmp_is_object(tensor) || !rmp_is_text(tensor$name)) {
+    rmp_bad_request(sprintf("inputs[%d] needs a \"name\", a \"datatype\", a \"shape\" and \"data\"",
+                            index - 1L))
+  }
+  where <- sprintf("input '%s'", tensor$name)
+  column <- columns[[tensor$name]]
+  if (!rmp_is_text(tensor$datatype)) rmp_bad_request(sprintf("%s has no \"datatype\"", where))
+  if (!is.null(column) && !(tensor$datatype %in% rmp_oip_accepts(column$type))) {
+    rmp_bad_request(sprintf(
+      "%s: datatype %s does not fit the %s column %s; send %s",
+      where, tensor$datatype, column$type, tensor$name, rmp_oip_datatype(column$type)
+    ), list(rmp_detail(NA, tensor$name, sprintf("datatype %s; expected %s", tensor$datatype,
+                                                  rmp_oip_datatype(column$type)))))
+  }
+  if (is.null(tensor$shape)) rmp_bad_request(sprintf("%s has no \"shape\"", where))
+  if (is.null(tensor$data)) {
+    rmp_bad_request(sprintf("%s has no \"data\" (binary tensor data is not supported)", where))
+  }
+  rmp_tensor_length(tensor, where)
+}
+
+# The request's input tensors as the row objects the validator takes.
+rmp_oip_rows <- function(parsed, columns, max_rows) {
+  inputs <- if (rmp_is_object(parsed)) parsed$inputs
+  if (!is.list(inputs) || !is.null(names(inputs)) || length(inputs) == 0) {
+    rmp_bad_request(paste("expected {\"inputs\": [{\"name\", \"datatype\", \"shape\",",
+                          "\"data\"}, ...]} with one tensor per input column"))
+  }
+  data <- lapply(seq_along(inputs), function(i) rmp_oip_input_data(inputs[[i]], i, columns))
+  names(data) <- vapply(inputs, function(tensor) tensor$name, "")
+  if (anyDuplicated(names(data))) {
+    rmp_bad_request(sprintf("input '%s' is given twice", names(data)[anyDuplicated(names(data))]))
+  }
+  lengths <- lengths(data)
+  if (length(unique(lengths)) > 1) {
+    rmp_bad_request(sprintf("the inputs differ in length (%s); every input needs one value per row",
+                            paste(sprintf("%s: %d", names(data), lengths), collapse = ", ")))
+  }
+  n <- lengths[[1]]
+  if (n > max_rows) {
+    rmp_abort(413L, "too_many_rows",
+              sprintf("the request has %d rows; at most %d are allowed", n, max_rows))
+  }
+  lapply(seq_len(n), function(i) lapply(data, .subset2, i))
+}
+
+rmp_oip_requested_outputs <- function(parsed) {
+  outputs <- parsed$outputs
+  if (is.null(outputs)) return(NULL)
+  ok <- is.list(outputs) && is.null(names(outputs)) &&
+    all(vapply(outputs, function(o) rmp_is_object(o) && rmp_is_text(o$name), NA))
+  if (!ok) rmp_bad_request("\"outputs\" must be an array of {\"name\": ...} objects")
+  vapply(outputs, function(output) output$name, "")
+}
+
+# Every output the prediction offers: name -> list(datatype, JSON texts of the values).
+rmp_oip_tensors <- function(result, kind) {
+  if (kind == "value") {
+    return(list(predictions = list(datatype = "FP64", data = rmp_number_texts(as.numeric(result)))))
+  }
+  if (!is.matrix(result)) {
+    return(list(class = list(datatype = "BYTES", data = rmp_string_texts(rmp_classes(result)))))
+  }
+  probs <- rmp_prob_matrix(result)
+  tensors <- list(class = list(datatype = "BYTES", data = rmp_string_texts(rmp_classes(probs))))
+  for (j in seq_len(ncol(probs))) {
+    tensors[[paste0("prob_", colnames(probs)[[j]])]] <-
+      list(datatype = "FP64", data = rmp_number_texts(probs[, j]))
+  }
+  tensors
+}
+
+rmp_oip_default_outputs <- function(kind, available) {
+  switch(kind,
+    value = "predictions",
+    class = "class",
+    probabilities = {
+      probs <- grep("^prob_", available, value = TRUE)
+      if (length(probs) > 0) probs else available
+    },
+    class_probabilities = available
+  )
+}
+
+rmp_oip_select <- function(tensors, requested, kind) {
+  available <- names(tensors)
+  if (is.null(requested)) return(tensors[rmp_oip_default_outputs(kind, available)])
+  unknown <- setdiff(requested, available)
+  if (length(unknown) > 0) {
+    rmp_bad_request(sprintf("unknown output '%s'; this model's outputs: %s", unknown[[1]],
+                            paste(available, collapse = ", ")))
+  }
+  tensors[requested]
+}
+
+rmp_oip_tensor_json <- function(name, tensor, n) {
+  sprintf("{\"name\":%s,\"datatype\":\"%s\",\"shape\":[%d],\"data\":%s}",
+          rmp_string_texts(name), tensor$datatype, n, rmp_json_array(tensor$data))
+}
+
+rmp_oip_response_json <- function(cfg, id, tensors, n) {
+  outputs <- vapply(names(tensors), function(name) {
+    rmp_oip_tensor_json(name, tensors[[name]], n)
+  }, "")
+  sprintf("{\"model_name\":%s,\"model_version\":%s,\"id\":%s,\"outputs\":[%s]}",
+          rmp_string_texts(cfg$name), rmp_string_texts(cfg$version), rmp_string_texts(id),
+          paste(outputs, collapse = ","))
+}
+
+rmp_oip_request_id <- function(parsed, req) {
+  id <- parsed$id
+  if (rmp_is_text(id)) id else rmp_request_id(req)
+}
+
+rmp_oip_infer_handler <- function(ctx) {
+  cfg <- ctx$cfg
+  columns <- stats::setNames(cfg$input$columns,
+                             vapply(cfg$input$columns, function(column) column$name, ""))
+  validate <- rmp_make_validator(cfg$input)
+  scorer <- attr(ctx$predictor, "scorer")
+  kind <- cfg$output$kind
+  rmp_protocol_guard(function(req, res) {
+    rmp_check_model_path(req, cfg, "/v2/models/")
+    body <- rmp_read_json_body(req)
+    parsed <- rmp_parse_json(body)
+    rows <- rmp_oip_rows(parsed, columns, cfg$input$max_rows)
+    requested <- rmp_oip_requested_outputs(parsed)
+    df <- validate(rows, body)
+    result <- rmp_unwrap_prediction(scorer(df))
+    tensors <- rmp_oip_tensors(result, kind)
+    rmp_check_prediction_count(length(tensors[[1]]$data), nrow(df))
+    selected <- rmp_oip_select(tensors, requested, kind)
+    json <- rmp_oip_response_json(cfg, rmp_oip_request_id(parsed, req), selected, nrow(df))
+    rmp_json_response(res, 200L, json, rows = nrow(df))
+  })
+}
+
+rmp_check_prediction_count <- function(predictions, rows) {
+  if (predictions != rows) {
+    rmp_abort(500L, "scoring_error", sprintf(
+      "the scoring function returned %d predictions for %d rows", predictions, rows
+    ))
+  }
+}
+
+# --- KServe v1 ------------------------------------------------------------------------------------
+
+rmp_kserve_v1_model_handler <- function(ctx) {
+  cfg <- ctx$cfg
+  rmp_protocol_guard(function(req, res) {
+    rmp_check_model_path(req, cfg, "/v1/models/")
+    ready <- rmp_is_ready(ctx)
+    rmp_json_response(res, if (ready) 200L else 503L,
+                      rmp_json_text(list(name = cfg$name, ready = ready)))
+  })
+}
+
+# Instances are row objects, or arrays holding the input columns in the manifest's order.
+rmp_kserve_v1_rows <- function(parsed, column_names) {
+  instances <- if (rmp_is_object(parsed)) parsed$instances
+  if (!is.list(instances) || !is.null(names(instances))) {
+    rmp_bad_request(paste("expected {\"instances\": [...]} with one object",
+                          "(or array of the input columns) per row"))
+  }
+  lapply(seq_along(instances), function(i) {
+    instance <- instances[[i]]
+    if (rmp_is_object(instance)) return(instance)
+    if (is.list(instance) && length(instance) == length(column_names)) {
+      return(stats::setNames(instance, column_names))
+    }
+    rmp_bad_request(sprintf(
+      "instances[%d]: expected an object or an array of %d values (%s)",
+      i - 1L, length(column_names), paste(column_names, collapse = ", ")
+    ))
+  })
+}
+
+rmp_kserve_v1_predict_handler <- function(ctx) {
+  cfg <- ctx$cfg
+  column_names <- vapply(cfg$input$columns, function(column) column$name, "")
+  validate <- rmp_make_validator(cfg$input)
+  predictor <- ctx$predictor
+  kind <- cfg$output$kind
+  rmp_protocol_guard(function(req, res) {
+    rmp_check_model_path(req, cfg, "/v1/models/")
+    as_kind <- rmp_request_kind(req, kind)
+    body <- rmp_read_json_body(req)
+    parsed <- rmp_parse_json(body)
+    rows <- rmp_kserve_v1_rows(parsed, column_names)
+    rmp_check_row_count(rows, cfg$input$max_rows)
+    if (length(rows) == 0) return(rmp_json_response(res, 200L, "{\"predictions\":[]}", rows = 0L))
+    df <- validate(rows, body)
+    json <- rmp_predict_as(predictor, df, as_kind, kind)
+    rmp_json_response(res, 200L, paste0("{\"predictions\":", json, "}"), rows = nrow(df))
+  })
+}
+
+# --- the output type per request: ?type=class|prob ------------------------------------------------
+
+rmp_output_types <- c(class = "class", prob = "probabilities")
+
+rmp_query_param <- function(req, key) {
+  query <- sub("^\\?", "", req$QUERY_STRING %||% "")
+  if (!nzchar(query)) return(NULL)
+  for (pair in strsplit(strsplit(query, "&", fixed = TRUE)[[1]], "=", fixed = TRUE)) {
+    if (length(pair) >= 1 && identical(httpuv::decodeURIComponent(pair[[1]]), key)) {
+      return(if (length(pair) >= 2) httpuv::decodeURIComponent(pair[[2]]) else "")
+    }
+  }
+  NULL
+}
+
+# The output.kind for this request: the manifest's, or the one ?type= asks for (classifiers).
+rmp_request_kind <- function(req, default_kind) {
+  type <- rmp_query_param(req, "type")
+  if (is.null(type)) return(default_kind)
+  if (identical(default_kind, "value")) {
+    rmp_abort(400L, "bad_type", sprintf(
+      "type=%s: this model predicts numbers (output.kind value); %s",
+      type, "?type= (class, prob) is for classifiers"
+    ))
+  }
+  if (!type %in% names(rmp_output_types)) {
+    rmp_abort(400L, "bad_type", sprintf("unknown type '%s'; allowed: %s", type,
+                                        paste(names(rmp_output_types), collapse = ", ")))
+  }
+  rmp_output_types[[type]]
+}
+
+# A scorer that returns classes only cannot give probabilities: that is the request's choice
+# failing (400), not the model (500).
+rmp_predict_as <- function(predictor, df, kind, default_kind) {
+  if (identical(kind, default_kind)) return(predictor(df))
+  tryCatch(predictor(df, kind), rmp_http_error = function(e) {
+    if (identical(kind, "probabilities") && identical(e$code, "scoring_error")) {
+      rmp_abort(400L, "bad_type", paste("type=prob: this model's scorer returns classes,",
+                                        "not probabilities; use type=class"))
+    }
+    stop(e)
+  })
+}
+
+# --- OpenAPI --------------------------------------------------------------------------------------
+
+rmp_protocol_openapi_paths <- function(cfg) {
+  model <- paste0("/v2/models/", cfg$name)
+  versioned <- paste0(model, "/versions/", cfg$version)
+  tensor <- list(type = "object", required = I(c("name", "datatype", "shape", "data")),
+                 properties = list(name = list(type = "string"), datatype = list(type = "string"),
+                                   shape = list(type = "array", items = list(type = "integer")),
+                                   data = list(type = "array", items = list())))
+  infer_request <- list(type = "object", required = I("inputs"), properties = list(
+    id = list(type = "string"), inputs = list(type = "array", items = tensor),
+    outputs = list(type = "array", items = list(type = "object", properties = list(
+      name = list(type = "string"))))
+  ))
+  infer_response <- list(type = "object", properties = list(
+    model_name = list(type = "string"), model_version = list(type = "string"),
+    id = list(type = "string"), outputs = list(type = "array", items = tensor)
+  ))
+  infer <- rmp_post_operation(
+    "Open Inference Protocol: one 1-D tensor per input column; outputs selects the results",
+    infer_request, infer_response
+  )
+  v1_request <- list(type = "object", required = I("instances"), properties = list(
+    instances = list(type = "array", items = rmp_ref("Row"), maxItems = cfg$input$max_rows)
+  ))
+  v1_response <- list(type = "object", properties = list(
+    predictions = list(type = "array", items = rmp_ref("Prediction"))
+  ))
+  paths <- list(
+    `/v2/health/live` = rmp_get_operation("Open Inference Protocol: server liveness"),
+    `/v2/health/ready` = rmp_get_operation("Open Inference Protocol: server readiness"),
+    `/v2` = rmp_get_operation("Open Inference Protocol: server metadata")
+  )
+  for (base in c(model, versioned)) {
+    paths[[base]] <- rmp_get_operation("Open Inference Protocol: model metadata (inputs, outputs)")
+    paths[[paste0(base, "/ready")]] <- rmp_get_operation("Open Inference Protocol: model readiness")
+    paths[[paste0(base, "/infer")]] <- infer
+  }
+  paths[[paste0("/v1/models/", cfg$name)]] <- rmp_get_operation("KServe v1: {\"name\", \"ready\"}")
+  paths[[paste0("/v1/models/", cfg$name, ":predict")]] <- rmp_post_operation(
+    "KServe v1: {\"instances\": [...]} in, {\"predictions\": [...]} out", v1_request, v1_response
+  )
+  paths
+}

@@ -1,0 +1,153 @@
+"""Fixtures of the adversarial suite: the examples served natively (the runtime `rmodelpack
+serve` and the image run), bounded loads that count every failure, and a check that every
+worker still serves after an attack.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from conftest import EXAMPLES_DIR, free_port, require_tool
+
+# The image tests' fixtures (base image, examples built once per session), for the image
+# variant of the schemathesis run.
+from image.conftest import base_image, build_example, example_env  # noqa: F401
+from runtime.server import NativeServer, start_native_server
+
+from adversarial.load import json_body
+from rmodelpack.manifest import load_manifest
+from rmodelpack.render import runtime_config
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "runtime" / "scripts"
+EXAMPLES = ("boston-rf", "cars93-ranger")
+ERROR_KEYS = {"status", "code", "message", "request_id", "details"}
+
+
+@dataclass
+class Served:
+    """One example's server, its runtime config and the rows of its sample request."""
+
+    name: str
+    server: NativeServer
+    config: dict[str, Any]
+    rows: list[dict[str, Any]]
+    model_path: Path
+    workers: int
+
+    def url(self, path: str) -> str:
+        return self.server.url(path)
+
+
+def example_rows(name: str) -> list[dict[str, Any]]:
+    body = json.loads((EXAMPLES_DIR / name / "requests" / "predict.json").read_text())
+    return body["data"] if isinstance(body, dict) else body
+
+
+def example_config(name: str) -> tuple[dict[str, Any], Path]:
+    example_dir = EXAMPLES_DIR / name
+    model = example_dir / "model.rds"
+    if not model.is_file():
+        pytest.fail(f"{model} is missing; run: bash ci/setup.sh")
+    manifest, _ = load_manifest(example_dir / "rmodel.yaml")
+    return runtime_config(manifest, hashlib.sha256(model.read_bytes()).hexdigest()), model
+
+
+ServeExample = Callable[..., Served]
+
+
+@pytest.fixture(scope="session")
+def serve_example(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeExample]:
+    """Starts an example natively on a free port (2 workers unless told); stops them all at
+    the end. `tweak` edits the runtime config; `env` adds RMP_* variables."""
+    require_tool("Rscript")
+    started: list[NativeServer] = []
+
+    def serve(
+        name: str,
+        tweak: Callable[[dict[str, Any]], None] | None = None,
+        env: dict[str, str] | None = None,
+        wait: bool = True,
+    ) -> Served:
+        config, model = example_config(name)
+        env = {"RMP_WORKERS": "2", **(env or {})}
+        if tweak is not None:
+            tweak(config)
+        workdir = tmp_path_factory.mktemp(name)
+        config_path = workdir / "rmodelpack.json"
+        config_path.write_text(json.dumps(config, sort_keys=True, indent=2))
+        server = start_native_server(
+            config_path,
+            free_port(),
+            env={"RMP_MODEL_PATH": str(model), **env},
+            tmpdir=workdir / "tmp",
+        )
+        started.append(server)
+        if wait:
+            server.wait_ready()
+        return Served(name, server, config, example_rows(name), model, int(env["RMP_WORKERS"]))
+
+    yield serve
+    for server in started:
+        server.kill()
+
+
+def use_script(name: str, **runtime: Any) -> Callable[[dict[str, Any]], None]:
+    def tweak(config: dict[str, Any]) -> None:
+        config["scoring"]["script"] = str(SCRIPTS / name)
+        config["runtime"].update(runtime)
+
+    return tweak
+
+
+def assert_json_error(status: int, headers: dict[str, str], body: bytes, expected: int) -> dict:
+    """The one documented error shape, never nginx's HTML page."""
+    assert status == expected, body[:300]
+    content_type = {k.lower(): v for k, v in headers.items()}.get("content-type", "")
+    assert content_type.startswith("application/json"), (content_type, body[:300])
+    assert b"<html" not in body.lower()
+    error = json.loads(body)["error"]
+    assert set(error) == ERROR_KEYS
+    assert error["status"] == expected
+    return error
+
+
+def unix_post(socket_path: Path, path: str, body: bytes, timeout: float = 30.0) -> int:
+    """POST straight to one worker's unix socket (bypassing nginx); returns the status."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(str(socket_path))
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: worker\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        )
+        sock.sendall(head.encode() + body)
+        first = b""
+        while b"\r\n" not in first:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            first += chunk
+    return int(first.split(b" ", 2)[1])
+
+
+def every_worker_serves(served: Served) -> None:
+    """Each worker's own socket and the front still answer /predict with 200."""
+    body = json_body(served.rows[:2])
+    pids = served.server.worker_pids()
+    assert sorted(pids) == list(range(1, served.workers + 1)), pids
+    for worker_id in sorted(pids):
+        socket_path = served.server.run_dir / f"w{worker_id}.sock"
+        assert unix_post(socket_path, "/predict", body) == 200, f"worker {worker_id}"
+    response = requests.post(
+        served.url("/predict"), data=body, timeout=30, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 200, response.text
+    assert requests.get(served.url("/readyz"), timeout=10).status_code == 200
