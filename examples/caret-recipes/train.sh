@@ -9,7 +9,7 @@ base=rmodelpack/r-base:trixie
 trainer=rmodelpack-train/caret-recipes:trixie
 
 if ! docker image inspect "$base" >/dev/null 2>&1; then
-  (cd "$root" && python3 -c 'from rmodelpack.build import build_base_image; build_base_image()') \
+  (cd "$root" && "${PYTHON:-$root/.venv/bin/python}" -c 'from rmodelpack.build import build_base_image; build_base_image()') \
     || docker build -t "$base" "$root/base-images/debian"
 fi
 docker build -q -t "$trainer" - >/dev/null <<DOCKERFILE

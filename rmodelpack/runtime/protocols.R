@@ -188,7 +188,9 @@ rmp_is_text <- function(x) is.character(x) && length(x) == 1 && !is.na(x)
 rmp_tensor_length <- function(tensor, where) {
   shape <- unlist(tensor$shape)
   one_d <- is.numeric(shape) && (length(shape) == 1 || (length(shape) == 2 && shape[[2]] == 1))
-  if (!one_d || any(shape < 0) || any(shape != round(shape))) {
+  # Whole, non-negative and within R's integer range (a larger n could not match data anyway).
+  if (!one_d || any(!is.finite(shape) | shape < 0 | shape != round(shape) |
+                    shape > .Machine$integer.max)) {
     rmp_bad_request(sprintf(
       "%s: shape %s is not a 1-D tensor; send one column per input with shape [n]",
       where, rmp_json_text(tensor$shape)
@@ -455,15 +457,23 @@ rmp_predict_as <- function(predictor, df, kind, default_kind) {
 
 # --- OpenAPI --------------------------------------------------------------------------------------
 
+rmp_any_schema <- function() structure(list(), names = character())  # {} in JSON
+
 rmp_protocol_openapi_paths <- function(cfg) {
   model <- paste0("/v2/models/", cfg$name)
   versioned <- paste0(model, "/versions/", cfg$version)
+  datatypes <- unique(c(rmp_oip_numeric_types, "BOOL", "BYTES"))
   tensor <- list(type = "object", required = I(c("name", "datatype", "shape", "data")),
-                 properties = list(name = list(type = "string"), datatype = list(type = "string"),
-                                   shape = list(type = "array", items = list(type = "integer")),
-                                   data = list(type = "array", items = list())))
+                 properties = list(name = list(type = "string"),
+                                   datatype = list(type = "string", enum = I(datatypes)),
+                                   shape = list(type = "array", minItems = 1L, maxItems = 2L,
+                                                items = list(type = "integer", minimum = 0L)),
+                                   data = list(type = "array", items = rmp_any_schema())))
+  input_tensor <- tensor
+  input_tensor$properties$name$enum <- I(vapply(cfg$input$columns, function(c) c$name, ""))
   infer_request <- list(type = "object", required = I("inputs"), properties = list(
-    id = list(type = "string"), inputs = list(type = "array", items = tensor),
+    id = list(type = "string"),
+    inputs = list(type = "array", minItems = 1L, items = input_tensor),
     outputs = list(type = "array", items = list(type = "object", properties = list(
       name = list(type = "string"))))
   ))
@@ -475,8 +485,13 @@ rmp_protocol_openapi_paths <- function(cfg) {
     "Open Inference Protocol: one 1-D tensor per input column; outputs selects the results",
     infer_request, infer_response
   )
+  n_columns <- length(cfg$input$columns)
   v1_request <- list(type = "object", required = I("instances"), properties = list(
-    instances = list(type = "array", items = rmp_ref("Row"), maxItems = cfg$input$max_rows)
+    instances = list(type = "array", maxItems = cfg$input$max_rows, items = list(oneOf = list(
+      rmp_ref("Row"),
+      list(type = "array", minItems = n_columns, maxItems = n_columns, items = rmp_any_schema(),
+           description = "the input columns' values, in the order of components.schemas.Row")
+    )))
   ))
   v1_response <- list(type = "object", properties = list(
     predictions = list(type = "array", items = rmp_ref("Prediction"))
@@ -493,7 +508,29 @@ rmp_protocol_openapi_paths <- function(cfg) {
   }
   paths[[paste0("/v1/models/", cfg$name)]] <- rmp_get_operation("KServe v1: {\"name\", \"ready\"}")
   paths[[paste0("/v1/models/", cfg$name, ":predict")]] <- rmp_post_operation(
-    "KServe v1: {\"instances\": [...]} in, {\"predictions\": [...]} out", v1_request, v1_response
+    "KServe v1: {\"instances\": [...]} in, {\"predictions\": [...]} out", v1_request, v1_response,
+    rmp_type_parameters(cfg$output$kind)
   )
-  paths
+  stats::setNames(lapply(names(paths), function(path) {
+    rmp_protocol_operation(paths[[path]], if (startsWith(path, "/v1/")) "kserve-v1" else
+      "open-inference-protocol")
+  }), names(paths))
+}
+
+# The protocols' own error body ({"error": "<message>", ...}), their 404 for another model or
+# version, and a tag per protocol.
+rmp_protocol_operation <- function(operation, tag) {
+  error <- list(type = "object", required = I("error"), properties = list(
+    error = list(type = "string"), code = list(type = "string"),
+    request_id = list(type = "string"),
+    details = rmp_error_schema()$properties$error$properties$details
+  ))
+  lapply(operation, function(method) {
+    method$tags <- I(tag)
+    method$responses[["404"]] <- list(description = "no such model or version")
+    for (status in setdiff(names(method$responses), "200")) {
+      method$responses[[status]]$content <- rmp_json_content(error)
+    }
+    method
+  })
 }

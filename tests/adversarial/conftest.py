@@ -5,7 +5,6 @@ worker still serves after an attack.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import socket
 from collections.abc import Callable, Iterator
@@ -15,19 +14,22 @@ from typing import Any
 
 import pytest
 import requests
-from conftest import EXAMPLES_DIR, free_port, require_tool
+from conftest import require_tool
 
 # The image tests' fixtures (base image, examples built once per session), for the image
 # variant of the schemathesis run.
 from image.conftest import base_image, build_example, example_env  # noqa: F401
-from runtime.server import NativeServer, start_native_server
+from runtime.server import NativeServer
 
+from adversarial.examples import (
+    ModelMissing,
+    example_config,
+    example_rows,
+    start_example,
+)
 from adversarial.load import json_body
-from rmodelpack.manifest import load_manifest
-from rmodelpack.render import runtime_config
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "runtime" / "scripts"
-EXAMPLES = ("boston-rf", "cars93-ranger")
 ERROR_KEYS = {"status", "code", "message", "request_id", "details"}
 
 
@@ -46,20 +48,6 @@ class Served:
         return self.server.url(path)
 
 
-def example_rows(name: str) -> list[dict[str, Any]]:
-    body = json.loads((EXAMPLES_DIR / name / "requests" / "predict.json").read_text())
-    return body["data"] if isinstance(body, dict) else body
-
-
-def example_config(name: str) -> tuple[dict[str, Any], Path]:
-    example_dir = EXAMPLES_DIR / name
-    model = example_dir / "model.rds"
-    if not model.is_file():
-        pytest.fail(f"{model} is missing; run: bash ci/setup.sh")
-    manifest, _ = load_manifest(example_dir / "rmodel.yaml")
-    return runtime_config(manifest, hashlib.sha256(model.read_bytes()).hexdigest()), model
-
-
 ServeExample = Callable[..., Served]
 
 
@@ -76,19 +64,14 @@ def serve_example(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeExa
         env: dict[str, str] | None = None,
         wait: bool = True,
     ) -> Served:
-        config, model = example_config(name)
+        try:
+            config, model = example_config(name)
+        except ModelMissing as exc:
+            pytest.fail(str(exc))
         env = {"RMP_WORKERS": "2", **(env or {})}
         if tweak is not None:
             tweak(config)
-        workdir = tmp_path_factory.mktemp(name)
-        config_path = workdir / "rmodelpack.json"
-        config_path.write_text(json.dumps(config, sort_keys=True, indent=2))
-        server = start_native_server(
-            config_path,
-            free_port(),
-            env={"RMP_MODEL_PATH": str(model), **env},
-            tmpdir=workdir / "tmp",
-        )
+        server = start_example(config, model, tmp_path_factory.mktemp(name), env)
         started.append(server)
         if wait:
             server.wait_ready()

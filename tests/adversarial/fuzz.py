@@ -85,8 +85,10 @@ def run_schemathesis(
         "--report-json-path",
         str(report),
     ]
+    # cwd: schemathesis keeps a cache (.schemathesis/) in its working directory.
     done = subprocess.run(
         command,
+        cwd=report_dir,
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -16,7 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from image.containers import NATIVE_PREDICT_R, expected_predictions
 
-from adversarial.conftest import EXAMPLES, Served, ServeExample
+from adversarial.conftest import Served, ServeExample
+from adversarial.examples import EXAMPLES
 
 pytestmark = [pytest.mark.r]
 

@@ -184,6 +184,9 @@ class _ChartHostAdapter(HTTPAdapter):
 def ingress_session(ca_crt: Path, auth: bool = True) -> requests.Session:
     """A client for https://HOST through Traefik on 127.0.0.1:WEBSECURE_PORT; use ingress_url."""
     session = requests.Session()
+    # Not the environment's REQUESTS_CA_BUNDLE (it would override `verify`) nor its proxies:
+    # only our CA, only 127.0.0.1.
+    session.trust_env = False
     session.mount(f"https://127.0.0.1:{WEBSECURE_PORT}", _ChartHostAdapter())
     session.verify = str(ca_crt)
     session.headers["Host"] = HOST

@@ -12,19 +12,23 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from cluster.kube import eventually, helm, kubectl, kubectl_json, ready_pods
 
-from cluster_node.boston import create_tls_secret, install
+from cluster_node.boston import create_tls_secret, install, predict_body
 from cluster_node.traffic import Traffic, wait_for_route
 
 RELEASE = "boston"
 SELECTOR = f"app.kubernetes.io/instance={RELEASE}"
 QUICK_SCALING = {"stabilizationWindowSeconds": 0, "selectPolicy": "Max",
                  "policies": [{"type": "Pods", "value": 1, "periodSeconds": 5}]}  # fmt: skip
+# Traefik checks the bcrypt password of every request, which costs it more CPU than R spends on
+# 5 rows; 500 rows a request put the load on the model's pod.
+HEAVY_BODY = {"data": predict_body()["data"] * 100}
 TEST_AUTOSCALING = {
     "autoscaling": {
         "enabled": True,
@@ -92,11 +96,12 @@ def test_hpa_scales_up_under_load_balances_and_scales_back_down(
     assert len(ready_pods(module_namespace, SELECTOR)) == 1
 
     tag = f"balance-{uuid.uuid4().hex[:8]}"
-    with Traffic(ca_crt, threads=3, max_requests=20000, max_seconds=300) as load:
+    with Traffic(ca_crt, threads=3, max_requests=20000, max_seconds=300, body=HEAVY_BODY) as load:
         scaled_up = eventually(
             lambda: len(ready_pods(module_namespace, SELECTOR)) == 2, timeout=240, interval=2
         )
-        assert scaled_up, f"no second Ready pod under load: {hpa(module_namespace).get('status')}"
+        statuses = Counter(answer.status for answer in load.answers)
+        assert scaled_up, f"no second pod under load ({statuses}): {hpa(module_namespace)}"
         pods = ready_pods(module_namespace, SELECTOR)
         with Traffic(ca_crt, max_requests=60, max_seconds=60, request_ids=tag) as tagged:
             tagged.join()

@@ -34,6 +34,7 @@ class Traffic:
     max_requests: int = 5000
     max_seconds: float = 300
     request_ids: str = ""  # X-Request-Id prefix; each request gets PREFIX-N
+    body: dict = field(default_factory=predict_body)  # what /predict is sent
     answers: list[Answer] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -70,14 +71,13 @@ class Traffic:
 
     def _run(self, deadline: float) -> None:
         session = ingress_session(self.ca_crt)
-        body = predict_body()
         while not self._stop.is_set() and time.monotonic() < deadline:
             number = self._next_number()
             if number is None:
                 return
             path = self.paths[number % len(self.paths)]
             headers = {"X-Request-Id": f"{self.request_ids}-{number}"} if self.request_ids else {}
-            answer = send(session, path, body, headers)
+            answer = send(session, path, self.body, headers)
             with self._lock:
                 self.answers.append(answer)
             if self.pause:

@@ -213,7 +213,15 @@ def test_missing_input_and_ragged_lengths_are_400(boston_server, boston_config, 
 
 @pytest.mark.parametrize(
     "body",
-    [{"inputs": []}, {"data": [1]}, [1, 2], {"inputs": [{"name": "crim"}]}],
+    [
+        {"inputs": []},
+        {"data": [1]},
+        [1, 2],
+        {"inputs": [{"name": "crim"}]},
+        # a shape beyond R's integer range (found by schemathesis; it was a 500)
+        {"inputs": [{"name": "crim", "datatype": "FP64", "shape": [20922789888000], "data": [1]}]},
+        {"inputs": [{"name": "crim", "datatype": "FP64", "shape": [1, 3], "data": [1, 2, 3]}]},
+    ],
 )
 def test_malformed_requests_are_400_not_500(boston_server: NativeServer, body: Any) -> None:
     _infer_error(boston_server, body)
