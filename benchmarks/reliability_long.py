@@ -20,16 +20,24 @@ import argparse
 import os
 import signal
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from adversarial.examples import EXAMPLES, example_config, example_rows, start_example
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from adversarial.examples import (
+    EXAMPLES,
+    example_config,
+    example_rows,
+    start_example,
+)
 from adversarial.fuzz import run_schemathesis
 from adversarial.load import Load, json_body, percentile
 from adversarial.memory import group_pss_mib
-from common import load_average  # also puts tests/ on sys.path
+from common import load_average
 from runtime.server import NativeServer
 
 

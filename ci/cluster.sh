@@ -207,7 +207,10 @@ start_kwok() {
 fake_node() {
   local name=$1 labels=$2 extra=$3 taints=$4
   local resources="{cpu: \"32\", memory: 256Gi, pods: \"110\", ephemeral-storage: 100Gi$extra}"
-  kube apply -f - >/dev/null <<NODE
+  # create, not apply: kwok patches the node's status at once, and a client-side apply racing it
+  # once failed with ".status.conditions accessor error". An existing node is kept as it is.
+  kube get node "$name" >/dev/null 2>&1 && return
+  kube create -f - >/dev/null <<NODE
 apiVersion: v1
 kind: Node
 metadata:

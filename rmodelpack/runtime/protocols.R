@@ -163,11 +163,14 @@ rmp_oip_model_handler <- function(ctx) {
   })
 }
 
+# The spec's $ready_model_response: {"name", "ready"}; 503 when not ready (as KServe answers).
 rmp_oip_model_ready_handler <- function(ctx) {
+  name <- ctx$cfg$name
   rmp_protocol_guard(function(req, res) {
     rmp_check_model_path(req, ctx$cfg, "/v2/models/")
-    if (rmp_is_ready(ctx)) rmp_json_response(res, 200L, "{\"ready\":true}")
-    else rmp_json_response(res, 503L, "{\"ready\":false}")
+    ready <- rmp_is_ready(ctx)
+    rmp_json_response(res, if (ready) 200L else 503L,
+                      rmp_json_text(list(name = name, ready = ready)))
   })
 }
 
@@ -185,12 +188,26 @@ rmp_oip_accepts <- function(type) {
 
 rmp_is_text <- function(x) is.character(x) && length(x) == 1 && !is.na(x)
 
+# A shape's dimensions when it is [n] or [n, 1]: an array of whole, non-negative numbers within
+# R's integer range (a larger n could not match data anyway); NULL otherwise.
+rmp_shape_dims <- function(shape) {
+  is_array <- is.list(shape) && is.null(names(shape)) && length(shape) %in% 1:2
+  if (!is_array || !all(vapply(shape, function(d) is.numeric(d) && length(d) == 1, NA))) {
+    return(NULL)
+  }
+  dims <- unlist(shape)
+  if (any(!is.finite(dims) | dims < 0 | dims != round(dims) | dims > .Machine$integer.max)) {
+    return(NULL)
+  }
+  if (length(dims) == 2 && dims[[2]] != 1) return(NULL)
+  dims
+}
+
+rmp_is_array <- function(value) is.list(value) && is.null(names(value))
+
 rmp_tensor_length <- function(tensor, where) {
-  shape <- unlist(tensor$shape)
-  one_d <- is.numeric(shape) && (length(shape) == 1 || (length(shape) == 2 && shape[[2]] == 1))
-  # Whole, non-negative and within R's integer range (a larger n could not match data anyway).
-  if (!one_d || any(!is.finite(shape) | shape < 0 | shape != round(shape) |
-                    shape > .Machine$integer.max)) {
+  shape <- rmp_shape_dims(tensor$shape)
+  if (is.null(shape)) {
     rmp_bad_request(sprintf(
       "%s: shape %s is not a 1-D tensor; send one column per input with shape [n]",
       where, rmp_json_text(tensor$shape)
@@ -198,11 +215,12 @@ rmp_tensor_length <- function(tensor, where) {
   }
   n <- as.integer(shape[[1]])
   data <- tensor$data
-  if (!is.list(data) || !is.null(names(data))) {
+  if (!rmp_is_array(data)) {
     rmp_bad_request(sprintf("%s: \"data\" must be an array of %d values", where, n))
   }
-  # Row-major nesting ([[1], [2]] for shape [n, 1]) is allowed by the spec; flatten one level.
-  if (length(data) > 0 && all(vapply(data, function(x) is.list(x) && length(x) == 1, NA))) {
+  # Row-major nesting ([[1], [2]] for shape [n, 1]) is allowed by the spec; flatten one level
+  # (arrays only: an object is a bad value the validator names).
+  if (length(data) > 0 && all(vapply(data, function(x) rmp_is_array(x) && length(x) == 1, NA))) {
     data <- lapply(data, `[[`, 1L)
   }
   if (length(data) != n) {
@@ -227,6 +245,7 @@ rmp_oip_input_data <- function(tensor, index, columns) {
     ), list(rmp_detail(NA, tensor$name, sprintf("datatype %s; expected %s", tensor$datatype,
                                                   rmp_oip_datatype(column$type)))))
   }
+  rmp_check_parameters(tensor$parameters, sprintf("%s: \"parameters\"", where))
   if (is.null(tensor$shape)) rmp_bad_request(sprintf("%s has no \"shape\"", where))
   if (is.null(tensor$data)) {
     rmp_bad_request(sprintf("%s has no \"data\" (binary tensor data is not supported)", where))
@@ -234,10 +253,25 @@ rmp_oip_input_data <- function(tensor, index, columns) {
   rmp_tensor_length(tensor, where)
 }
 
+# The spec's "parameters" are an object of key/value pairs; none changes what is computed here.
+rmp_check_parameters <- function(parameters, where) {
+  if (!is.null(parameters) && !(is.list(parameters) && !is.null(names(parameters)))) {
+    rmp_bad_request(sprintf("%s must be an object of key/value pairs", where))
+  }
+}
+
+# The request's "id" is echoed in the response, so it must be the spec's string.
+rmp_oip_request_id <- function(parsed, req) {
+  id <- parsed$id
+  if (is.null(id)) return(rmp_request_id(req))
+  if (!rmp_is_text(id)) rmp_bad_request("\"id\" must be a string (it is echoed in the response)")
+  id
+}
+
 # The request's input tensors as the row objects the validator takes.
 rmp_oip_rows <- function(parsed, columns, max_rows) {
   inputs <- if (rmp_is_object(parsed)) parsed$inputs
-  if (!is.list(inputs) || !is.null(names(inputs)) || length(inputs) == 0) {
+  if (!rmp_is_array(inputs) || length(inputs) == 0) {
     rmp_bad_request(paste("expected {\"inputs\": [{\"name\", \"datatype\", \"shape\",",
                           "\"data\"}, ...]} with one tensor per input column"))
   }
@@ -248,24 +282,57 @@ rmp_oip_rows <- function(parsed, columns, max_rows) {
   }
   lengths <- lengths(data)
   if (length(unique(lengths)) > 1) {
-    rmp_bad_request(sprintf("the inputs differ in length (%s); every input needs one value per row",
-                            paste(sprintf("%s: %d", names(data), lengths), collapse = ", ")))
+    listed <- utils::head(sprintf("%s: %d", names(data), lengths), 20L)
+    more <- if (length(data) > 20L) ", ..." else ""
+    rmp_bad_request(sprintf(
+      "the inputs differ in length (%s%s); every input needs one value per row",
+      paste(listed, collapse = ", "), more
+    ))
   }
   n <- lengths[[1]]
   if (n > max_rows) {
     rmp_abort(413L, "too_many_rows",
               sprintf("the request has %d rows; at most %d are allowed", n, max_rows))
   }
-  lapply(seq_len(n), function(i) lapply(data, .subset2, i))
+  rows <- lapply(seq_len(n), function(i) lapply(data, .subset2, i))
+  structure(rows, inputs = names(data))
 }
 
+# What the validator says about columns, for a request without rows (it sees no keys then):
+# every required input is there, and no other one when input.extra_columns is reject.
+rmp_oip_check_inputs <- function(input_names, input) {
+  known <- vapply(input$columns, function(column) column$name, "")
+  required <- known[vapply(input$columns, function(column) isTRUE(column$required), NA)]
+  details <- lapply(setdiff(required, input_names), function(name) {
+    rmp_detail(NA, name, "required column is missing")
+  })
+  if (identical(input$extra_columns, "reject")) {
+    details <- c(details, lapply(setdiff(input_names, known), function(name) {
+      rmp_detail(NA, name, "unknown column (input.extra_columns is reject)")
+    }))
+  }
+  if (length(details) > 0) {
+    rmp_abort(400L, "invalid_input", sprintf("%d problem(s) in the input", length(details)),
+              details)
+  }
+}
+
+# The names "outputs" asks for; NULL (every default output) when absent or empty, as the spec
+# says for an absent one. A name asked twice is refused: it would repeat the tensor.
 rmp_oip_requested_outputs <- function(parsed) {
   outputs <- parsed$outputs
-  if (is.null(outputs)) return(NULL)
-  ok <- is.list(outputs) && is.null(names(outputs)) &&
+  if (is.null(outputs) || identical(outputs, list())) return(NULL)
+  ok <- rmp_is_array(outputs) &&
     all(vapply(outputs, function(o) rmp_is_object(o) && rmp_is_text(o$name), NA))
   if (!ok) rmp_bad_request("\"outputs\" must be an array of {\"name\": ...} objects")
-  vapply(outputs, function(output) output$name, "")
+  for (i in seq_along(outputs)) {
+    rmp_check_parameters(outputs[[i]]$parameters, sprintf("outputs[%d]: \"parameters\"", i - 1L))
+  }
+  names <- vapply(outputs, function(output) output$name, "")
+  if (anyDuplicated(names)) {
+    rmp_bad_request(sprintf("output '%s' is requested twice", names[anyDuplicated(names)]))
+  }
+  names
 }
 
 # Every output the prediction offers: name -> list(datatype, JSON texts of the values).
@@ -299,7 +366,13 @@ rmp_oip_default_outputs <- function(kind, available) {
 
 rmp_oip_select <- function(tensors, requested, kind) {
   available <- names(tensors)
-  if (is.null(requested)) return(tensors[rmp_oip_default_outputs(kind, available)])
+  if (is.null(requested)) {
+    if (identical(kind, "probabilities") && !any(startsWith(available, "prob_"))) {
+      rmp_abort(400L, "bad_type", paste("type=prob: this model's scorer returns classes,",
+                                        "not probabilities; use type=class"))
+    }
+    return(tensors[rmp_oip_default_outputs(kind, available)])
+  }
   unknown <- setdiff(requested, available)
   if (length(unknown) > 0) {
     rmp_bad_request(sprintf("unknown output '%s'; this model's outputs: %s", unknown[[1]],
@@ -322,11 +395,6 @@ rmp_oip_response_json <- function(cfg, id, tensors, n) {
           paste(outputs, collapse = ","))
 }
 
-rmp_oip_request_id <- function(parsed, req) {
-  id <- parsed$id
-  if (rmp_is_text(id)) id else rmp_request_id(req)
-}
-
 rmp_oip_infer_handler <- function(ctx) {
   cfg <- ctx$cfg
   columns <- stats::setNames(cfg$input$columns,
@@ -334,20 +402,51 @@ rmp_oip_infer_handler <- function(ctx) {
   validate <- rmp_make_validator(cfg$input)
   scorer <- attr(ctx$predictor, "scorer")
   kind <- cfg$output$kind
+  no_rows <- rmp_oip_empty_tensors(kind, rmp_model_classes(rmp_served_model(ctx)))
   rmp_protocol_guard(function(req, res) {
     rmp_check_model_path(req, cfg, "/v2/models/")
+    # ?type= picks the default outputs, as on the other routes; "outputs" overrides it.
+    as_kind <- rmp_request_kind(req, kind)
+    rmp_oip_refuse_binary(req)
     body <- rmp_read_json_body(req)
     parsed <- rmp_parse_json(body)
     rows <- rmp_oip_rows(parsed, columns, cfg$input$max_rows)
+    rmp_check_parameters(parsed$parameters, "\"parameters\"")
     requested <- rmp_oip_requested_outputs(parsed)
-    df <- validate(rows, body)
-    result <- rmp_unwrap_prediction(scorer(df))
-    tensors <- rmp_oip_tensors(result, kind)
-    rmp_check_prediction_count(length(tensors[[1]]$data), nrow(df))
-    selected <- rmp_oip_select(tensors, requested, kind)
-    json <- rmp_oip_response_json(cfg, rmp_oip_request_id(parsed, req), selected, nrow(df))
-    rmp_json_response(res, 200L, json, rows = nrow(df))
+    id <- rmp_oip_request_id(parsed, req)
+    if (length(rows) == 0) rmp_oip_check_inputs(attr(rows, "inputs"), cfg$input)
+    tensors <- if (length(rows) == 0) no_rows else rmp_oip_score(rows, body, validate, scorer, kind)
+    selected <- rmp_oip_select(tensors, requested, as_kind)
+    json <- rmp_oip_response_json(cfg, id, selected, length(rows))
+    rmp_json_response(res, 200L, json, rows = length(rows))
   })
+}
+
+# The spec's binary data extension sends application/octet-stream (the kserve SDK does so by
+# default); say what to send instead of a bare 415.
+rmp_oip_refuse_binary <- function(req) {
+  if (startsWith(tolower(req$CONTENT_TYPE %||% ""), "application/octet-stream")) {
+    rmp_abort(415L, "unsupported_media_type", paste(
+      "binary tensor data is not supported; send JSON tensors (application/json), e.g. with",
+      "kserve's InferInput.set_data_from_numpy(..., binary_data=False)"
+    ))
+  }
+}
+
+rmp_oip_score <- function(rows, body, validate, scorer, kind) {
+  df <- validate(rows, body)
+  tensors <- rmp_oip_tensors(rmp_unwrap_prediction(scorer(df)), kind)
+  rmp_check_prediction_count(length(tensors[[1]]$data), nrow(df))
+  tensors
+}
+
+# Zero-length tensors ([0] inputs) get zero-length outputs, as /predict answers [] to no rows,
+# without calling the model: the outputs the model metadata lists.
+rmp_oip_empty_tensors <- function(kind, classes) {
+  names <- rmp_oip_output_names(if (kind == "value") "value" else "class_probabilities", classes)
+  stats::setNames(lapply(names, function(name) {
+    list(datatype = rmp_oip_output_datatype(name), data = character())
+  }), names)
 }
 
 rmp_check_prediction_count <- function(predictions, rows) {
@@ -414,15 +513,39 @@ rmp_kserve_v1_predict_handler <- function(ctx) {
 
 rmp_output_types <- c(class = "class", prob = "probabilities")
 
-rmp_query_param <- function(req, key) {
+# Every value the query string gives `key`, decoded (an undecodable one stays as sent).
+rmp_query_values <- function(req, key) {
   query <- sub("^\\?", "", req$QUERY_STRING %||% "")
-  if (!nzchar(query)) return(NULL)
-  for (pair in strsplit(strsplit(query, "&", fixed = TRUE)[[1]], "=", fixed = TRUE)) {
-    if (length(pair) >= 1 && identical(httpuv::decodeURIComponent(pair[[1]]), key)) {
-      return(if (length(pair) >= 2) httpuv::decodeURIComponent(pair[[2]]) else "")
-    }
+  if (!nzchar(query)) return(character())
+  pairs <- strsplit(query, "&", fixed = TRUE)[[1]]
+  keys <- vapply(pairs, function(pair) rmp_url_decode(sub("=.*$", "", pair)), "",
+                 USE.NAMES = FALSE)
+  values <- pairs[keys == key]
+  vapply(values, function(pair) {
+    if (grepl("=", pair, fixed = TRUE)) rmp_url_decode(sub("^[^=]*=", "", pair)) else ""
+  }, "", USE.NAMES = FALSE)
+}
+
+rmp_url_decode <- function(text) {
+  decoded <- httpuv::decodeURIComponent(text)
+  if (is.na(decoded)) text else decoded
+}
+
+# Text from the request as it may appear in an error message: bytes that are not UTF-8 become
+# <xx> (a JSON answer must be UTF-8).
+rmp_printable <- function(text) {
+  Encoding(text) <- "UTF-8"
+  if (validUTF8(text)) text else iconv(text, "UTF-8", "UTF-8", sub = "byte")
+}
+
+rmp_query_param <- function(req, key) {
+  values <- rmp_query_values(req, key)
+  if (length(values) == 0) return(NULL)
+  if (length(values) > 1) {
+    rmp_abort(400L, "bad_type",
+              sprintf("?%s= is given %d times; give it once", key, length(values)))
   }
-  NULL
+  rmp_printable(values[[1]])
 }
 
 # The output.kind for this request: the manifest's, or the one ?type= asks for (classifiers).
@@ -469,13 +592,21 @@ rmp_protocol_openapi_paths <- function(cfg) {
                                    shape = list(type = "array", minItems = 1L, maxItems = 2L,
                                                 items = list(type = "integer", minimum = 0L)),
                                    data = list(type = "array", items = rmp_any_schema())))
+  # An optional field sent as null is taken as absent (clients serialise None so).
+  parameters <- list(type = "object", nullable = TRUE)
   input_tensor <- tensor
-  input_tensor$properties$name$enum <- I(vapply(cfg$input$columns, function(c) c$name, ""))
+  input_tensor$properties$parameters <- parameters
+  # Another input is ignored like another column, unless input.extra_columns is reject.
+  if (identical(cfg$input$extra_columns, "reject")) {
+    input_tensor$properties$name$enum <- I(vapply(cfg$input$columns, function(c) c$name, ""))
+  }
   infer_request <- list(type = "object", required = I("inputs"), properties = list(
-    id = list(type = "string"),
+    id = list(type = "string", nullable = TRUE),
+    parameters = parameters,
     inputs = list(type = "array", minItems = 1L, items = input_tensor),
-    outputs = list(type = "array", items = list(type = "object", properties = list(
-      name = list(type = "string"))))
+    outputs = list(type = "array", nullable = TRUE, uniqueItems = TRUE, items = list(
+      type = "object", required = I("name"),
+      properties = list(name = list(type = "string"), parameters = parameters)))
   ))
   infer_response <- list(type = "object", properties = list(
     model_name = list(type = "string"), model_version = list(type = "string"),
@@ -483,7 +614,7 @@ rmp_protocol_openapi_paths <- function(cfg) {
   ))
   infer <- rmp_post_operation(
     "Open Inference Protocol: one 1-D tensor per input column; outputs selects the results",
-    infer_request, infer_response
+    infer_request, infer_response, rmp_type_parameters(cfg$output$kind)
   )
   n_columns <- length(cfg$input$columns)
   v1_request <- list(type = "object", required = I("instances"), properties = list(
@@ -530,6 +661,12 @@ rmp_protocol_operation <- function(operation, tag) {
     method$responses[["404"]] <- list(description = "no such model or version")
     for (status in setdiff(names(method$responses), "200")) {
       method$responses[[status]]$content <- rmp_json_content(error)
+    }
+    # The front (nginx) answers some requests itself, in rmodelpack's own shape: a body over
+    # runtime.max_body_bytes (413), a NUL in the query (400).
+    for (status in intersect(c("400", "413"), names(method$responses))) {
+      method$responses[[status]]$content <- rmp_json_content(list(oneOf = list(error,
+                                                                                rmp_ref("Error"))))
     }
     method
   })

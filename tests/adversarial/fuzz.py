@@ -59,6 +59,7 @@ def run_schemathesis(
 ) -> FuzzResult:
     """`st run BASE/openapi.json`; every phase, the checks above, one worker (schemathesis'
     own threads trip a CPython AST recursion check now and then)."""
+    report_dir.mkdir(parents=True, exist_ok=True)
     report = report_dir / "schemathesis.json"
     command = [
         *st_command(),

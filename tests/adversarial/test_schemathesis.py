@@ -19,7 +19,7 @@ from adversarial.fuzz import run_schemathesis
 
 MIN_CASES = 1000
 # Per-operation budgets that give each example's document at least MIN_CASES cases.
-MAX_EXAMPLES = {"boston-rf": 90, "cars93-ranger": 180}
+MAX_EXAMPLES = {"boston-rf": 75, "cars93-ranger": 130}
 
 
 @pytest.mark.r

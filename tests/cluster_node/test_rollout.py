@@ -24,7 +24,8 @@ from cluster_node.traffic import Traffic, wait_for_route
 RELEASE = "boston"
 SELECTOR = f"app.kubernetes.io/instance={RELEASE}"
 OLD, NEW = "1.0.0", "1.0.1"
-STREAM = {"paths": ("/predict", "/metadata"), "pause": 0.05, "max_requests": 6000}
+# Two clients, /predict and /metadata in turn: a request in flight at nearly every moment.
+STREAM = {"paths": ("/predict", "/metadata"), "threads": 2, "max_requests": 6000}
 
 
 @dataclass

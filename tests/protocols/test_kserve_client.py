@@ -102,3 +102,19 @@ def test_unknown_model_is_a_404_the_client_reports(served: Served) -> None:
     error = asyncio.run(_v2_unknown_model(served))
     assert error.response.status_code == 404
     assert "no model named 'no-such-model'" in str(error)
+
+
+async def _v2_binary_infer(served: Served) -> httpx.HTTPStatusError:
+    request = infer_request(served)
+    for infer_input in request.inputs:  # the SDK's default: the binary data extension
+        infer_input.set_data_from_numpy(infer_input.as_numpy(), binary_data=True)
+    async with client("v2") as rest:
+        with pytest.raises(httpx.HTTPStatusError) as failure:
+            await rest.infer(served.url, request, served.example)
+        return failure.value
+
+
+def test_binary_tensors_are_a_415_that_says_what_to_send(served: Served) -> None:
+    error = asyncio.run(_v2_binary_infer(served))
+    assert error.response.status_code == 415
+    assert "binary_data=False" in str(error)

@@ -328,3 +328,172 @@ def test_metrics_label_protocol_routes_by_pattern(boston_server, boston_config, 
 def test_wrong_method_on_a_protocol_route_is_405(boston_server, method: str, path: str) -> None:
     response = requests.request(method, boston_server.url(path), timeout=10)
     assert response.status_code == 405, response.text
+
+
+# --- found by an adversarial review (each was a wrong 200, a repeated tensor or bad JSON) -------
+
+
+def _boston_rows(r_predictions: dict, n: int = 2) -> list[dict[str, Any]]:
+    return r_predictions["rows"][:n]
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [{"n": 3}, [[3]], [3, 2], [], ["3"], [True]],
+    ids=["object", "nested", "not-n-by-1", "empty", "string", "boolean"],
+)
+def test_a_shape_that_is_not_an_array_of_whole_numbers_is_400(
+    boston_server, boston_config, r_predictions, shape: Any
+) -> None:
+    request = _boston_request(boston_config, r_predictions)
+    request["inputs"][0]["shape"] = shape
+    assert "shape" in _infer_error(boston_server, request)["error"]
+
+
+def test_objects_in_data_are_bad_values_not_unwrapped(boston_server, boston_config, r_predictions):
+    request = _boston_request(boston_config, r_predictions)
+    request["inputs"][0]["data"] = [{"a": 1}, {"b": 2}, {"c": 3}]
+    body = _infer_error(boston_server, request)
+    problem = {"row": 0, "field": "crim", "problem": "expected number, got object"}
+    assert body["details"][0] == problem
+
+
+def test_nested_row_major_data_is_still_accepted(boston_server, boston_config, r_predictions):
+    rows = _boston_rows(r_predictions, 3)
+    request = {"inputs": input_tensors(rows, boston_config["input"]["columns"])}
+    for tensor in request["inputs"]:
+        tensor.update(shape=[3, 1], data=[[value] for value in tensor["data"]])
+    response = post(boston_server, "/v2/models/boston-rf/infer", request)
+    assert response.status_code == 200, response.text
+    assert_same(outputs_by_name(response.json()), {"predictions": r_predictions["predictions"][:3]})
+
+
+def test_zero_length_tensors_give_zero_length_outputs(boston_server, boston_config, cars_server):
+    request = {"inputs": input_tensors([], boston_config["input"]["columns"]), "id": "none"}
+    response = post(boston_server, "/v2/models/boston-rf/infer", request)
+    assert response.status_code == 200, response.text
+    assert response.json()["outputs"] == [
+        {"name": "predictions", "datatype": "FP64", "shape": [0], "data": []}
+    ]
+    # with no rows the inputs are still checked: all but one missing is a 400 naming them
+    request["inputs"] = request["inputs"][:1]
+    details = _infer_error(boston_server, request)["details"]
+    assert {"row": None, "field": "lstat", "problem": "required column is missing"} in details
+    cars = {"inputs": input_tensors([], _cars_columns(cars_server))}
+    body = post(cars_server, "/v2/models/cars93-ranger/infer?type=class", cars).json()
+    assert body["outputs"] == [{"name": "class", "datatype": "BYTES", "shape": [0], "data": []}]
+
+
+def test_outputs_empty_means_all_and_a_repeated_output_is_400(
+    boston_server, boston_config, r_predictions
+):
+    request = _boston_request(boston_config, r_predictions)
+    for nothing in ([], None):  # null as clients serialise None; OpenAPI says nullable
+        request["outputs"] = nothing
+        body = post(boston_server, "/v2/models/boston-rf/infer", request).json()
+        assert [output["name"] for output in body["outputs"]] == ["predictions"]
+
+    # 20,000 copies of one name were 20,000 copies of the tensor in the answer.
+    request["outputs"] = [{"name": "predictions"}] * 3
+    assert "requested twice" in _infer_error(boston_server, request)["error"]
+
+
+@pytest.mark.parametrize("field", ["id", "parameters", "input-parameters", "output-parameters"])
+def test_id_and_parameters_of_the_wrong_json_type_are_400(
+    boston_server, boston_config, r_predictions, field: str
+) -> None:
+    request = _boston_request(boston_config, r_predictions)
+    if field == "id":
+        request["id"] = 42  # it used to be dropped for a made-up id: the echo broke silently
+    elif field == "parameters":
+        request["parameters"] = "binary"
+    elif field == "input-parameters":
+        request["inputs"][0]["parameters"] = ["x"]
+    else:
+        request["outputs"] = [{"name": "predictions", "parameters": 1}]
+    message = _infer_error(boston_server, request)["error"]
+    assert ("id" if field == "id" else "parameters") in message
+
+
+def test_model_ready_answers_name_and_ready(boston_server: NativeServer) -> None:
+    for path in ("/v2/models/boston-rf/ready", "/v2/models/boston-rf/versions/1.0.0/ready"):
+        response = get(boston_server, path)
+        assert response.status_code == 200
+        assert response.json() == {"name": "boston-rf", "ready": True}
+
+
+@pytest.mark.parametrize(
+    "path", ["/predict", "/v1/models/cars93-ranger:predict", "/v2/models/cars93-ranger/infer"]
+)
+def test_a_type_that_is_not_utf8_still_gets_a_utf8_json_answer(cars_server, cars_truth, path):
+    rows = cars_truth["rows"][:1]
+    body = _body_for(path, rows, _cars_columns(cars_server))
+    response = requests.post(cars_server.url(f"{path}?type=%FF%C0"), json=body, timeout=30)
+    assert response.status_code == 400
+    text = response.content.decode("utf-8")  # raised UnicodeDecodeError: the byte was echoed
+    assert "<ff><c0>" in text
+
+
+@pytest.mark.parametrize("query", ["type=class&type=prob", "type=prob&type=prob"])
+def test_a_repeated_type_is_400(cars_server, cars_truth, query: str) -> None:
+    response = post(cars_server, f"/predict?{query}", cars_truth["rows"][:1])
+    assert response.status_code == 400, response.text
+    assert "once" in response.json()["error"]["message"]
+
+
+def test_type_selects_the_default_outputs_of_infer(cars_server, cars_truth) -> None:
+    expected = expected_tensors(cars_truth)
+    request = {"inputs": input_tensors(cars_truth["rows"], _cars_columns(cars_server))}
+    path = "/v2/models/cars93-ranger/infer"
+
+    classes = post(cars_server, f"{path}?type=class", request).json()
+    assert outputs_by_name(classes) == {"class": expected["class"]}
+    probabilities = post(cars_server, f"{path}?type=prob", request).json()
+    assert_same(outputs_by_name(probabilities), {k: v for k, v in expected.items() if k != "class"})
+    # "outputs" names the tensors itself
+    request["outputs"] = [{"name": "class"}]
+    chosen = post(cars_server, f"{path}?type=prob", request).json()["outputs"]
+    assert [output["name"] for output in chosen] == ["class"]
+    unknown = post(cars_server, f"{path}?type=raw", request)
+    assert unknown.status_code == 400 and "class, prob" in unknown.json()["error"]
+
+
+def test_type_on_infer_of_a_regression_model_is_400(boston_server, boston_config, r_predictions):
+    response = post(
+        boston_server,
+        "/v2/models/boston-rf/infer?type=prob",
+        _boston_request(boston_config, r_predictions),
+    )
+    assert response.status_code == 400, response.text
+    assert "classifiers" in response.json()["error"]
+
+
+def test_openapi_infer_request_matches_what_the_server_takes(boston_server, cars_server) -> None:
+    spec = get(boston_server, "/openapi.json").json()
+    infer = spec["paths"]["/v2/models/boston-rf/infer"]["post"]
+    request = infer["requestBody"]["content"]["application/json"]["schema"]
+    # extra_columns: ignore, so another input is ignored, not refused: no enum of names
+    assert "enum" not in request["properties"]["inputs"]["items"]["properties"]["name"]
+    outputs = request["properties"]["outputs"]
+    assert outputs["items"]["required"] == ["name"] and outputs["uniqueItems"] is True
+    assert request["properties"]["parameters"] == {"type": "object", "nullable": True}
+    too_large = infer["responses"]["413"]["content"]["application/json"]["schema"]
+    assert {"$ref": "#/components/schemas/Error"} in too_large["oneOf"]
+    cars = get(cars_server, "/openapi.json").json()
+    (parameter,) = cars["paths"]["/v2/models/cars93-ranger/infer"]["post"]["parameters"]
+    assert parameter["name"] == "type"
+
+
+def test_the_server_serves_after_the_hostile_requests(boston_server, boston_config, r_predictions):
+    request = {"inputs": input_tensors(r_predictions["rows"], boston_config["input"]["columns"])}
+    response = post(boston_server, "/v2/models/boston-rf/infer", request)
+    assert response.status_code == 200
+    assert_same(outputs_by_name(response.json()), {"predictions": r_predictions["predictions"]})
+
+
+def _body_for(path: str, rows: list[dict[str, Any]], columns: list[dict[str, Any]]) -> Any:
+    if path.startswith("/v1/"):
+        return {"instances": rows}
+    if path.startswith("/v2/"):
+        return {"inputs": input_tensors(rows, columns)}
+    return rows
