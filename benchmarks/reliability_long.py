@@ -61,8 +61,12 @@ def fuzz(name: str, target: int, workdir: Path) -> dict[str, Any]:
         alive = server.process.poll() is None
     finally:
         server.kill()
-    return {"cases": cases, "problems": problems, "seconds": time.monotonic() - started,
-            "alive": alive}
+    return {
+        "cases": cases,
+        "problems": problems,
+        "seconds": time.monotonic() - started,
+        "alive": alive,
+    }
 
 
 def kill_under_load(kills: int, workdir: Path) -> dict[str, Any]:
@@ -93,8 +97,9 @@ def stop_under_load(workdir: Path) -> dict[str, Any]:
     """SIGTERM while 8 connections score: every request that got an HTTP answer got a 200;
     once nginx has closed its port, new connections are refused (counted apart)."""
     server, rows = serve("boston-rf", workdir / "stop", RMP_DRAIN_SECONDS="2")
-    load = Load(server.url("/predict"), json_body(rows * 40), connections=8, seconds=30,
-                timeout=40).start()
+    load = Load(
+        server.url("/predict"), json_body(rows * 40), connections=8, seconds=30, timeout=40
+    ).start()
     time.sleep(2)
     server.process.send_signal(signal.SIGTERM)
     status = server.process.wait(timeout=60)
@@ -110,8 +115,13 @@ def stop_under_load(workdir: Path) -> dict[str, Any]:
 
 def soak(seconds: int, workdir: Path) -> dict[str, Any]:
     server, rows = serve("boston-rf", workdir / "soak")
-    load = Load(server.url("/predict"), json_body(rows), connections=8, seconds=seconds,
-                max_requests=10_000_000).start()
+    load = Load(
+        server.url("/predict"),
+        json_body(rows),
+        connections=8,
+        seconds=seconds,
+        max_requests=10_000_000,
+    ).start()
     samples: list[tuple[float, float]] = []
     started = time.monotonic()
     try:
@@ -124,10 +134,14 @@ def soak(seconds: int, workdir: Path) -> dict[str, Any]:
     minute_one = next((pss for at, pss in samples if at >= 60), samples[0][1])
     latencies = load.latencies()
     return {
-        "requests": load.count(), "failed": len(load.failures()),
-        "rate": load.count() / seconds, "p50_ms": statistics.median(latencies) * 1000,
-        "p99_ms": percentile(latencies, 0.99) * 1000, "pss_minute_one": minute_one,
-        "pss_end": samples[-1][1], "pss_max": max(p for _, p in samples),
+        "requests": load.count(),
+        "failed": len(load.failures()),
+        "rate": load.count() / seconds,
+        "p50_ms": statistics.median(latencies) * 1000,
+        "p99_ms": percentile(latencies, 0.99) * 1000,
+        "pss_minute_one": minute_one,
+        "pss_end": samples[-1][1],
+        "pss_max": max(p for _, p in samples),
     }
 
 
@@ -145,28 +159,36 @@ def main() -> None:
         if "fuzz" not in skip:
             for name in EXAMPLES:
                 result = fuzz(name, args.cases, workdir)
-                print(f"schemathesis {name}: {result['cases']} cases in "
-                      f"{result['seconds']:.0f} s, failures/errors: {result['problems'] or 0}, "
-                      f"server alive after: {result['alive']}")
+                print(
+                    f"schemathesis {name}: {result['cases']} cases in "
+                    f"{result['seconds']:.0f} s, failures/errors: {result['problems'] or 0}, "
+                    f"server alive after: {result['alive']}"
+                )
         if "kill" not in skip:
             result = kill_under_load(args.kills, workdir)
             rec = result["recoveries"]
-            print(f"SIGKILL x{len(rec)} under 8 connections: {result['failed']} failed of "
-                  f"{result['requests']} requests; recovery median {statistics.median(rec):.2f} s, "
-                  f"max {max(rec):.2f} s")
+            print(
+                f"SIGKILL x{len(rec)} under 8 connections: {result['failed']} failed of "
+                f"{result['requests']} requests; recovery median {statistics.median(rec):.2f} s, "
+                f"max {max(rec):.2f} s"
+            )
         if "stop" not in skip:
             result = stop_under_load(workdir)
-            print(f"SIGTERM under 8 connections: {result['http_errors']} failed HTTP answers of "
-                  f"{result['requests']} requests; {result['refused_after_close']} connection(s) "
-                  f"refused after the port closed; exit {result['exit']}")
+            print(
+                f"SIGTERM under 8 connections: {result['http_errors']} failed HTTP answers of "
+                f"{result['requests']} requests; {result['refused_after_close']} connection(s) "
+                f"refused after the port closed; exit {result['exit']}"
+            )
         if "soak" not in skip:
             result = soak(args.soak_seconds, workdir)
             growth = (result["pss_end"] / result["pss_minute_one"] - 1) * 100
-            print(f"soak {args.soak_seconds} s at 8 connections: {result['requests']} requests "
-                  f"({result['rate']:.0f}/s), {result['failed']} failed, p50 "
-                  f"{result['p50_ms']:.0f} ms, p99 {result['p99_ms']:.0f} ms; PSS "
-                  f"{result['pss_minute_one']:.1f} MiB at minute 1 -> {result['pss_end']:.1f} MiB "
-                  f"at the end ({growth:+.1f}%), max {result['pss_max']:.1f} MiB")
+            print(
+                f"soak {args.soak_seconds} s at 8 connections: {result['requests']} requests "
+                f"({result['rate']:.0f}/s), {result['failed']} failed, p50 "
+                f"{result['p50_ms']:.0f} ms, p99 {result['p99_ms']:.0f} ms; PSS "
+                f"{result['pss_minute_one']:.1f} MiB at minute 1 -> {result['pss_end']:.1f} MiB "
+                f"at the end ({growth:+.1f}%), max {result['pss_max']:.1f} MiB"
+            )
     print(f"load average after: {load_average()}")
 
 
