@@ -84,9 +84,9 @@ rmp_prediction_schema <- function(kind) {
     value = list(type = "number", nullable = TRUE),
     class = list(type = "string"),
     probabilities = probabilities,
-    class_probabilities = list(type = "object", properties = list(
-      class = list(type = "string"), probabilities = probabilities
-    ))
+    class_probabilities = list(type = "object", required = I(c("class", "probabilities")),
+      properties = list(class = list(type = "string"), probabilities = probabilities)
+    )
   )
 }
 
