@@ -7,7 +7,8 @@
 #                              image and the trained example models
 #   bash ci/setup.sh helm      helm v4 (pinned, built from the Go module proxy) in .bin/
 #   bash ci/setup.sh tools     what the test suite adds: the Python test extras, helm3, ct,
-#                              kubeconform, the chart README generator (npm), wrk
+#                              kubeconform, the chart README generator (npm), wrk, checkov
+#                              (own venv in .cache/checkov), the models trained in their image
 #   bash ci/setup.sh cluster   the offline control plane and real-node binaries
 #                              (ci/cluster.sh build, ci/node.sh build)
 #   bash ci/setup.sh [all]     all of the above, for ci/test.sh
@@ -27,6 +28,7 @@ HELM3_VERSION=v3.22.0
 CT_VERSION=v3.14.0
 KUBECONFORM_VERSION=v0.7.0
 README_GENERATOR_VERSION=2.7.2
+CHECKOV_VERSION=3.3.30
 BASE_IMAGE=debian:trixie-slim
 REGISTRY_ADDR=127.0.0.1:5000
 STATE_DIR=/var/lib/rmodelpack-dev
@@ -202,6 +204,18 @@ install_readme_generator() {
     "@bitnami/readme-generator-for-helm@$README_GENERATOR_VERSION"
 }
 
+# checkov gets its own venv: its pinned dependencies would clash with the project's .venv.
+install_checkov() {
+  step "checkov $CHECKOV_VERSION in .cache/checkov (Kubernetes checks of the rendered chart)"
+  local venv="$ROOT/.cache/checkov"
+  if [ "$("$venv/bin/checkov" --version 2>/dev/null || true)" = "$CHECKOV_VERSION" ]; then
+    info "present"
+    return
+  fi
+  python3 -m venv "$venv"
+  "$venv/bin/python" -m pip install -q "checkov==$CHECKOV_VERSION"
+}
+
 # start_daemon LOG COMMAND...: runs COMMAND as root in its own session, without this script's
 # terminal, descriptors or lock, so a Ctrl-C here leaves it running and it never holds the lock.
 start_daemon() {
@@ -333,6 +347,7 @@ part_tools() {
   install_python_package "$python_extras"
   install_test_go_tools
   install_readme_generator
+  install_checkov
   start_dockerd
   train_image_examples
 }

@@ -50,7 +50,22 @@ on a wrong model. The URL (a SAS token) comes from a Secret and is never echoed.
     - |
       set -euo pipefail
       part="$MODEL_DIR/model.rds.part"
-      curl --fail --silent --show-error --location --retry 3 --retry-delay 2 --output "$part" "$MODEL_URL"
+      {{- if .Values.model.url.allowHttp }}
+      protocols="=http,https"
+      {{- else }}
+      protocols="=https"
+      {{- end }}
+      # curl exits 1 (unsupported protocol) for a URL or a redirect outside $protocols.
+      rc=0
+      curl --fail --silent --show-error --location --retry 3 --retry-delay 2 \
+        --proto "$protocols" --proto-redir "$protocols" --output "$part" "$MODEL_URL" || rc=$?
+      if [ "$rc" -eq 1 ]; then
+        echo "fetch-model: refused: the model URL or a redirect is not https (allowed: ${protocols#=}); serve the model over https or set model.url.allowHttp=true" >&2
+      fi
+      if [ "$rc" -ne 0 ]; then
+        rm -f "$part"
+        exit "$rc"
+      fi
       if ! echo "$MODEL_SHA256  $part" | sha256sum --check --strict --status -; then
         echo "fetch-model: sha256 of the downloaded model is $(sha256sum "$part" | cut -d' ' -f1), expected $MODEL_SHA256" >&2
         rm -f "$part"
