@@ -7,7 +7,9 @@ each with its field path, what is wrong and how to fix it.
 from __future__ import annotations
 
 import difflib
+import os
 import re
+import reprlib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -27,6 +29,8 @@ from rmodelpack.exceptions import ManifestError, Problem
 
 API_VERSION = "rmodelpack/v1"
 MANIFEST_FILENAME = "rmodel.yaml"
+MAX_MANIFEST_BYTES = 1 << 20
+MAX_MANIFEST_VALUES = 100_000
 BASE_IMAGES = {
     "debian": "rmodelpack/r-base:trixie",
     "rocker": "rmodelpack/r-base:rocker-4.4.1",
@@ -55,6 +59,16 @@ ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 HTPASSWD_USER = re.compile(r"^[^:\s]+$")
 
 
+# Inputs are echoed in messages; a YAML alias bomb or a 20 MB string must stay a short line.
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 80
+_REPR.maxlevel = 3
+
+
+def _short(value: Any) -> str:
+    return _REPR.repr(value)
+
+
 def _problem(kind: str, message: str, hint: str) -> PydanticCustomError:
     return PydanticCustomError(kind, message, {"hint": hint})
 
@@ -81,11 +95,41 @@ def _k8s_name(value: str | None, what: str) -> str | None:
 
 def _require_file(value: str, info: ValidationInfo, what: str) -> str:
     base = _base_dir(info)
-    if base is not None and not (base / value).is_file():
+    if base is None:
+        return value
+    shown = _short(value)
+    try:
+        resolved = (base / value).resolve()
+        inside = resolved.is_relative_to(base.resolve())
+        is_file = inside and resolved.is_file()
+        readable = is_file and os.access(resolved, os.R_OK)
+    except (OSError, RuntimeError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise _problem(
+            "bad_path",
+            f"{what} {shown} cannot be looked up ({reason})",
+            "give a short path relative to the manifest's folder",
+        ) from exc
+    # The build context holds only the manifest's folder: a path (or a symlink) that leads out
+    # of it would copy arbitrary host files into the image.
+    if not inside:
+        raise _problem(
+            "outside_project",
+            f"{what} {shown} is outside the manifest's folder {base}",
+            "copy the file into the manifest's folder and give its relative path "
+            "(no '..', absolute paths or symlinks out of the folder)",
+        )
+    if not is_file:
         raise _problem(
             "file_missing",
-            f"{what} '{value}' does not exist (looked in {base})",
+            f"{what} {shown} does not exist or is not a file (looked in {base})",
             "give a path relative to the manifest's folder",
+        )
+    if not readable:
+        raise _problem(
+            "file_unreadable",
+            f"{what} {shown} cannot be read (permission denied)",
+            "make it readable, e.g. chmod a+r",
         )
     return value
 
@@ -354,7 +398,7 @@ class RuntimeSpec(Strict):
             return value
         raise _problem(
             "bad_workers",
-            f"{value!r} is not a worker count",
+            f"{_short(value)} is not a worker count",
             "use auto (the CPU request) or a whole number from 1 to 64",
         )
 
@@ -618,31 +662,42 @@ def _clean_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
 
 
 def _problem_from_error(error: dict[str, Any]) -> Problem:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return _unknown_key(tuple(error["loc"]))
     loc = _clean_loc(error["loc"])
     path = _format_path(loc)
-    kind = error["type"]
     hint = (error.get("ctx") or {}).get("hint", "")
-    if kind == "extra_forbidden":
-        key = str(loc[-1])
-        owner = _model_at(loc)
-        allowed = _allowed_keys(owner) if owner else []
-        close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
-        hint = f"did you mean '{close[0]}'?" if close else f"allowed keys: {', '.join(allowed)}"
-        return Problem(path, f"unknown key '{key}'", hint)
     if kind == "missing":
         return Problem(path, "is required", "add it")
     if kind == "literal_error":
         expected = (error.get("ctx") or {}).get("expected", "")
-        return Problem(path, f"{error['input']!r} is not allowed", f"use one of {expected}")
+        return Problem(path, f"{_short(error['input'])} is not allowed", f"use one of {expected}")
     if not hint and kind.endswith("_type"):
         hint = f"give a {kind.removesuffix('_type').replace('_', ' ')}"
     if kind == "string_pattern_mismatch":
         return Problem(
             path,
-            f"{error['input']!r} is not a Kubernetes quantity",
+            f"{_short(error['input'])} is not a Kubernetes quantity",
             "use e.g. 500m or 2 (cpu), 512Mi or 2Gi (memory)",
         )
     return Problem(path, error["msg"], hint)
+
+
+def _unknown_key(raw_loc: tuple[Any, ...]) -> Problem:
+    # The last step is the user's own key: keep it even when it looks like a pydantic union tag
+    # ("int", "a[b"), or the message would blame the parent key.
+    loc = (*_clean_loc(raw_loc[:-1]), raw_loc[-1])
+    parent = _format_path(loc[:-1])
+    key = loc[-1]
+    printable = isinstance(key, str) and key.isprintable() and len(key) <= 80
+    shown = key if printable else _short(key)
+    path = f"{parent}.{shown}" if loc[:-1] else shown
+    owner = _model_at(loc)
+    allowed = _allowed_keys(owner) if owner else []
+    close = difflib.get_close_matches(str(key)[:100], allowed, n=1, cutoff=0.6)
+    hint = f"did you mean '{close[0]}'?" if close else f"allowed keys: {', '.join(allowed)}"
+    return Problem(path, f"unknown key '{shown}'", hint)
 
 
 def _dedupe_union_errors(problems: list[Problem]) -> list[Problem]:
@@ -669,9 +724,17 @@ def parse_manifest(data: Any, *, source: str, base_dir: Path | None) -> Manifest
 def resolve_manifest_path(path: str | Path) -> Path:
     """Accept a manifest file or a folder holding rmodel.yaml."""
     candidate = Path(path)
-    if candidate.is_dir():
-        candidate = candidate / MANIFEST_FILENAME
-    if not candidate.is_file():
+    try:
+        if candidate.is_dir():
+            candidate = candidate / MANIFEST_FILENAME
+        found = candidate.is_file()
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise ManifestError(
+            str(path)[:200],
+            [Problem("(manifest path)", f"cannot be looked up ({reason})", "give a shorter path")],
+        ) from exc
+    if not found:
         raise ManifestError(
             str(path),
             [Problem(str(path), "no such manifest", "give rmodel.yaml or its folder")],
@@ -679,11 +742,61 @@ def resolve_manifest_path(path: str | Path) -> Path:
     return candidate
 
 
+def _manifest_text(manifest_path: Path) -> str:
+    size = manifest_path.stat().st_size
+    if size > MAX_MANIFEST_BYTES:
+        raise ManifestError(
+            str(manifest_path),
+            [
+                Problem(
+                    "(file)",
+                    f"is {size} bytes; a manifest is at most {MAX_MANIFEST_BYTES} bytes",
+                    "keep data out of rmodel.yaml: point input.example at a JSON file",
+                )
+            ],
+        )
+    return manifest_path.read_text(encoding="utf-8")
+
+
+def _check_expanded_size(data: Any, source: str) -> None:
+    """Refuse YAML whose aliases expand to a huge (or cyclic) tree: a "billion laughs" bomb."""
+    pending, seen = [data], 0
+    while pending:
+        node = pending.pop()
+        seen += 1
+        if seen > MAX_MANIFEST_VALUES:
+            raise ManifestError(
+                source,
+                [
+                    Problem(
+                        "(file)",
+                        f"expands to more than {MAX_MANIFEST_VALUES} values (YAML anchors/aliases)",
+                        "write the values out instead of nesting aliases",
+                    )
+                ],
+            )
+        if isinstance(node, dict):
+            pending.extend(node.keys())
+            pending.extend(node.values())
+        elif isinstance(node, list):
+            pending.extend(node)
+
+
 def load_manifest(path: str | Path) -> tuple[Manifest, Path]:
     """Read and validate a manifest; return it with the folder its paths are relative to."""
     manifest_path = resolve_manifest_path(path)
     try:
-        data = yaml.safe_load(manifest_path.read_text(encoding="utf-8"))
+        data = yaml.safe_load(_manifest_text(manifest_path))
+    except RecursionError as exc:
+        raise ManifestError(
+            str(manifest_path),
+            [Problem("(file)", "is nested too deeply", "a manifest is a few levels of mappings")],
+        ) from exc
+    except OSError as exc:
+        raise ManifestError(
+            str(manifest_path),
+            [Problem("(file)", f"cannot be read ({exc.strerror})", "make it readable (chmod a+r)")],
+        ) from exc
     except UnicodeDecodeError as exc:
         raise ManifestError(
             str(manifest_path),
@@ -700,6 +813,7 @@ def load_manifest(path: str | Path) -> tuple[Manifest, Path]:
                 )
             ],
         ) from exc
+    _check_expanded_size(data, str(manifest_path))
     base_dir = manifest_path.parent.resolve()
     return parse_manifest(data, source=str(manifest_path), base_dir=base_dir), base_dir
 

@@ -40,6 +40,7 @@ import pytest
 import yaml
 from chart.k8s_schemas import run_kubeconform, shared_crds_dir, write_kubeconform_copy
 from cluster.kube import CLUSTER_BINARIES, CLUSTER_SCRIPT
+from cluster.lifecycle import CLUSTER, in_use
 from conftest import BIN_DIR, EXAMPLES_DIR, REGISTRY, REPO_ROOT, require_tool
 from image.containers import hardened_container, wait_ready
 
@@ -513,20 +514,14 @@ def test_model_step_points_the_copy_at_acr_and_the_host(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def kubeconfig() -> str:
-    """The offline control plane (ci/cluster.sh up does nothing when it is already healthy)."""
+def kubeconfig() -> Iterator[str]:
+    """The offline control plane, taken down afterwards if this module started it."""
     for tool in ("openssl", "curl", "jq", "helm", "kubectl"):
         require_tool(tool)
     if not all((BIN_DIR / name).exists() for name in CLUSTER_BINARIES):
         require_tool("go")  # the first `up` builds the control plane from the Go module proxy
-    up = subprocess.run(
-        ["bash", str(CLUSTER_SCRIPT), "up"], capture_output=True, text=True, timeout=3600
-    )
-    assert up.returncode == 0, f"ci/cluster.sh up failed:\n{up.stdout[-2000:]}\n{up.stderr[-2000:]}"
-    exported = subprocess.run(
-        ["bash", str(CLUSTER_SCRIPT), "env"], check=True, capture_output=True, text=True
-    ).stdout
-    return exported.strip().removeprefix("export KUBECONFIG=")
+    with in_use(CLUSTER_SCRIPT, (CLUSTER,)) as exported:
+        yield exported
 
 
 @pytest.fixture(scope="module")

@@ -77,7 +77,7 @@ def run(*argv: str) -> tuple[int, str]:
     with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
         try:
             code = main(list(argv))
-        except BaseException:  # noqa: BLE001 - a traceback is exactly what this suite hunts
+        except BaseException:  # a traceback is what this suite hunts
             return -1, stdout.getvalue() + stderr.getvalue() + traceback.format_exc()
     return code, stdout.getvalue() + stderr.getvalue()
 
@@ -116,16 +116,19 @@ def projects(tmp_path_factory) -> dict[str, Project]:
             pytest.fail(f"examples/{name}/model.rds is not trained (run: bash ci/setup.sh)")
         root = tmp_path_factory.mktemp(name)
         folder = root / name
-        shutil.copytree(
-            EXAMPLES_DIR / name, folder, ignore=shutil.ignore_patterns(".rmodelpack")
-        )
+        shutil.copytree(EXAMPLES_DIR / name, folder, ignore=shutil.ignore_patterns(".rmodelpack"))
         make_hostile_neighbours(folder, root / "outside")
         good_out = root / "good-out"
         code, output = run("render", str(folder), "-o", str(good_out))
         assert code == 0, output
         base = yaml.safe_load((folder / "rmodel.yaml").read_text())
         made[name] = Project(
-            name, folder, root / "outside", good_out, root / "absent-out", base,
+            name,
+            folder,
+            root / "outside",
+            good_out,
+            root / "absent-out",
+            base,
             tree_snapshot(good_out),
         )
     yield made
@@ -271,15 +274,34 @@ def test_missing_required_fields_exit_2(projects, data):
             removed.append(path)
         except (KeyError, IndexError, TypeError):
             continue
-    check_case(project, manifest, valid=False if removed else True, field=None)
+    check_case(project, manifest, valid=not removed, field=None)
     if removed:
         _, output = run("validate", str(project.folder / "rmodel.yaml"))
         assert any(f"{path_text(p)}: is required" in output for p in removed), output
 
 
 odd_keys = st.one_of(
-    st.sampled_from(["[", "]", "a[b]", "int", "str", "function-after", "literal['auto']", "",
-                     " ", "\t", "ключ", "模型", "🙂", "x" * 5000, "apiversion", "Model", "pathh"]),
+    st.sampled_from(
+        [
+            "[",
+            "]",
+            "a[b]",
+            "int",
+            "str",
+            "function-after",
+            "literal['auto']",
+            "",
+            " ",
+            "\t",
+            "ключ",
+            "模型",
+            "🙂",
+            "x" * 5000,
+            "apiversion",
+            "Model",
+            "pathh",
+        ]
+    ),
     st.text(min_size=1, max_size=40),
 )
 
@@ -297,7 +319,7 @@ def test_unknown_keys_exit_2_naming_the_key(projects, data):
     # predict_args is a free-form mapping of R arguments: any key is allowed there.
     free_form = parent[-1:] == ("predict_args",)
     manifest = set_at(project.base, (*parent, key), 1)
-    check_case(project, manifest, valid=True if free_form else False, field=None)
+    check_case(project, manifest, valid=free_form, field=None)
     if not free_form:
         _, output = run("validate", str(project.folder / "rmodel.yaml"))
         assert "unknown key" in output, output
@@ -318,7 +340,10 @@ def hostile_paths(project: Project, suffix: str) -> list[tuple[str, bool]]:
         ("../../etc/passwd", False),
         ("/etc/passwd", False),
         (f"../../etc/passwd{suffix}", False),
-        (f"../outside/{Path(real).name}" if suffix != ".json" else "../outside/predict.json", False),
+        (
+            f"../outside/{Path(real).name}" if suffix != ".json" else "../outside/predict.json",
+            False,
+        ),
         (str(project.outside / "model.rds") if suffix == ".rds" else "/etc/hostname", False),
         (f"escape{suffix}", False),
         (f"escape_abs{suffix}", False),
@@ -363,9 +388,7 @@ def bomb(depth: int) -> str:
 
 
 def corrupt_files(project: Project) -> list[tuple[str, bytes]]:
-    good = (project.folder / "rmodel.yaml").read_bytes() if False else yaml.safe_dump(
-        project.base, allow_unicode=True
-    ).encode()
+    good = yaml.safe_dump(project.base, allow_unicode=True).encode()
     deep = bomb(9)
     return [
         ("non-utf8", good + b"description: caf\xe9\n"),
@@ -382,8 +405,10 @@ def corrupt_files(project: Project) -> list[tuple[str, bytes]]:
         ("unhashable key", b"? [a, b]\n: 1\n"),
         ("bomb in name", (deep + "name: *a8\nversion: *a8\napiVersion: *a8\n").encode()),
         ("bomb in predict_args", good + ("scoring: {predict_args: {x: *a8}}\n" + deep).encode()),
-        ("bomb in workers", good.replace(b"runtime:", b"runtime_:") + (
-            deep + "runtime: {workers: *a8}\n").encode()),
+        (
+            "bomb in workers",
+            good.replace(b"runtime:", b"runtime_:") + (deep + "runtime: {workers: *a8}\n").encode(),
+        ),
         ("recursive alias", b"name: &n [*n]\n"),
         ("deep nesting", b"[" * 3000 + b"]" * 3000),
         ("deep mapping", b"a: " + b"{b: " * 3000 + b"1" + b"}" * 3000),
@@ -447,14 +472,16 @@ def test_subprocess_cases_match_in_process(projects):
         (set_at(project.base, ("input", "max_rows"), "many"), "input.max_rows"),
         (set_at(project.base, ("model", "["), 1), "model.["),
     ]
-    for content, field in cases:
+    for content, where in cases:
         manifest = write_manifest(project, content)
-        for argv in (("validate", str(manifest)),
-                     ("render", str(manifest), "-o", str(project.good_out))):
+        for argv in (
+            ("validate", str(manifest)),
+            ("render", str(manifest), "-o", str(project.good_out)),
+        ):
             result = rmodelpack(*argv, env=PASSWORD_ENV)
             assert result.returncode == 2, result.stderr
             assert "Traceback" not in result.stderr + result.stdout
-            assert f"{field}:" in result.stderr, result.stderr
+            assert f"{where}:" in result.stderr, result.stderr
         assert tree_snapshot(project.good_out) == project.snapshot
     CASES["subprocess"] += len(cases)
 
