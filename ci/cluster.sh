@@ -53,13 +53,7 @@ build_etcd() {
 }
 
 build_kwok() {
-  local tmp
-  tmp=$(mktemp -d)
-  CGO_ENABLED=0 GOBIN="$tmp" nice -n 19 go install -trimpath \
-    -ldflags "-s -w" \
-    "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
-  mv "$tmp/kwok" "$BIN/kwok"
-  rmdir "$tmp"
+  go_install_as "$1" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" "-s -w"
 }
 
 build_all() {

@@ -38,6 +38,15 @@ cached_build() {
   info "built $name in $((SECONDS - started))s"
 }
 
+# `go install module/cmd/x@version` into $BIN/NAME, for modules whose go.mod has no replace lines.
+go_install_as() {
+  local name=$1 package=$2 ldflags=$3 tmp
+  tmp=$(mktemp -d)
+  CGO_ENABLED=0 GOBIN="$tmp" nice -n 19 go install -trimpath -ldflags "$ldflags" "$package"
+  mv "$tmp/$(basename "${package%@*}")" "$BIN/$name"
+  rmdir "$tmp"
+}
+
 # Release time of the pinned tag, from the module proxy's .info: a reproducible buildDate.
 kubernetes_release_date() {
   local info

@@ -75,13 +75,8 @@ build_pause_image() {
 
 # metrics-server's go.mod has no replace lines, so `go install module@version` builds it.
 build_metrics_server() {
-  local tmp
-  tmp=$(mktemp -d)
-  CGO_ENABLED=0 GOBIN="$tmp" nice -n 19 go install -trimpath \
-    -ldflags "-s -w -X sigs.k8s.io/metrics-server/pkg/version.gitVersion=$METRICS_SERVER_VERSION" \
-    "sigs.k8s.io/metrics-server/cmd/metrics-server@$METRICS_SERVER_VERSION"
-  mv "$tmp/metrics-server" "$BIN/$1"
-  rmdir "$tmp"
+  go_install_as "$1" "sigs.k8s.io/metrics-server/cmd/metrics-server@$METRICS_SERVER_VERSION" \
+    "-s -w -X sigs.k8s.io/metrics-server/pkg/version.gitVersion=$METRICS_SERVER_VERSION"
 }
 
 # Everything `up` and `ingress` need, so that after `build` they only start things.

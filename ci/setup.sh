@@ -289,35 +289,34 @@ EOF"
   info "imported $BASE_IMAGE"
 }
 
-train_examples() {
-  step "Example models (examples/*/train.R, deterministic)"
-  local train dir
-  for train in "$ROOT"/examples/*/train.R; do
+# Trains each example that has `script` and no model.rds newer than it: train.R runs on the
+# host; train.sh trains inside the example's image (for packages the host lacks, like caret).
+train_examples_with() {
+  local script=$1 train dir
+  for train in "$ROOT"/examples/*/"$script"; do
     [ -e "$train" ] || continue
     dir=$(dirname "$train")
     if [ -f "$dir/model.rds" ] && [ "$dir/model.rds" -nt "$train" ]; then
       info "$(basename "$dir"): model.rds up to date"
       continue
     fi
-    info "$(basename "$dir"): training"
-    (cd "$dir" && Rscript --vanilla train.R) || die "training $(basename "$dir") failed"
+    info "$(basename "$dir"): training with $script"
+    if [ "$script" = train.R ]; then
+      (cd "$dir" && Rscript --vanilla train.R)
+    else
+      bash "$train"
+    fi || die "training $(basename "$dir") failed"
   done
 }
 
-# Models whose packages the host lacks (caret) are trained inside their image by train.sh.
+train_examples() {
+  step "Example models (examples/*/train.R, deterministic)"
+  train_examples_with train.R
+}
+
 train_image_examples() {
   step "Example models trained in their image (examples/*/train.sh)"
-  local train dir
-  for train in "$ROOT"/examples/*/train.sh; do
-    [ -e "$train" ] || continue
-    dir=$(dirname "$train")
-    if [ -f "$dir/model.rds" ] && [ "$dir/model.rds" -nt "$train" ]; then
-      info "$(basename "$dir"): model.rds up to date"
-      continue
-    fi
-    info "$(basename "$dir"): training in docker"
-    bash "$train" || die "training $(basename "$dir") failed"
-  done
+  train_examples_with train.sh
 }
 
 build_cluster_binaries() {

@@ -123,7 +123,9 @@ def test_wrong_content_type_is_415(boston_server: NativeServer, rows: list) -> N
     still_serving(boston_server, rows)
 
 
-def test_a_body_without_content_type_is_read_as_json(boston_server: NativeServer, rows: list) -> None:
+def test_a_body_without_content_type_is_read_as_json(
+    boston_server: NativeServer, rows: list
+) -> None:
     # requests sends no Content-Type for raw bytes; the R side accepts that, so the front must too.
     response = requests.post(boston_server.url("/predict"), data=json.dumps(rows[:1]), timeout=30)
     assert "Content-Type" not in response.request.headers
