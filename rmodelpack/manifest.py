@@ -31,8 +31,10 @@ API_VERSION = "rmodelpack/v1"
 MANIFEST_FILENAME = "rmodel.yaml"
 MAX_MANIFEST_BYTES = 1 << 20
 MAX_MANIFEST_VALUES = 100_000
+# The Debian release of the debian flavour (base-images/debian/Dockerfile's FROM).
+DEBIAN_RELEASE = "trixie"
 BASE_IMAGES = {
-    "debian": "rmodelpack/r-base:trixie",
+    "debian": f"rmodelpack/r-base:{DEBIAN_RELEASE}",
     "rocker": "rmodelpack/r-base:rocker-4.4.1",
 }
 

@@ -25,7 +25,7 @@ import yaml
 
 from rmodelpack import __version__
 from rmodelpack.exceptions import CredentialError, OutputDirError, RenderError
-from rmodelpack.manifest import Manifest, load_manifest
+from rmodelpack.manifest import DEBIAN_RELEASE, Manifest, load_manifest
 from rmodelpack.size import SIZING_FILE, deployment_workers, stored_sizing
 
 IMAGE_ROOT = "/opt/rmodelpack"
@@ -77,10 +77,6 @@ def template_env() -> jinja2.Environment:
         keep_trailing_newline=True,
         autoescape=False,
     )
-
-
-# The Debian release of the debian flavour's base image (base-images/debian/Dockerfile).
-DEBIAN_RELEASE = "trixie"
 
 
 @cache
