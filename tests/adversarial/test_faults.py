@@ -73,13 +73,13 @@ def test_sigkill_of_workers_under_load_fails_no_request(serve_example: ServeExam
         load.stop()
     print(f"recovery seconds: {[round(r, 2) for r in recoveries]}, requests: {load.count()}")
     assert load.count() > 200
-    # A worker killed after writing its response headers but before its body: nginx relays
-    # headers as soon as it has them, so it can no longer retry and the client reads a short
-    # body. The window is a few microseconds (httpuv writes headers and body separately); seen
-    # once in ~3,000 requests with 3 kills. Every other request must succeed.
+    # A worker killed after writing its response headers but before its body: once nginx has
+    # taken the upstream's headers it can no longer retry, and the client reads a short body
+    # (httpuv writes headers and body separately). At most the one request each killed worker
+    # was answering; fresh-clone CI runs saw 0, 1 and 2 of ~3,000. Every other request succeeds.
     truncated = [f for f in load.failures() if "IncompleteRead" in f.detail]
     assert [f for f in load.failures() if f not in truncated] == []
-    assert len(truncated) <= 1, truncated
+    assert len(truncated) <= len(recoveries), truncated
     assert metric(served, "rmp_worker_restarts_total") == 3
     every_worker_serves(served)
 
