@@ -22,8 +22,8 @@ from typing import TypeVar
 
 import docker
 
+from rmodelpack import render
 from rmodelpack.build import BASE_IMAGES_DIR, BuildResult, build_base_image, build_image
-from rmodelpack.render import render
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BENCH_REPOSITORY = "rmodelpack-bench"

@@ -1,20 +1,25 @@
-"""Keep-alive throughput and latency of rmodelpack's server next to the reference's plain Plumber.
+"""Keep-alive throughput and latency: plain Plumber vs rmodelpack with micro-batching off and on.
 
-Prints requests/s, p50 and p99 at 8 keep-alive connections (wrk, one thread, a few seconds per
-run) for the plain-Plumber baseline (one process, POST /score, plumber::pr_run) and for
-rmodelpack with workers = 1 and 2, all measured in this run, plus the ratios, the predict-only
-ceiling, the load average, and where the CPU went during each rmodelpack run (wrk, nginx, the R
-workers; in cores). Not a test: the figures depend on the machine.
-Usage: .venv/bin/python benchmarks/bench_server.py [--seconds 5] [--wait-quiet 600]
+In one run, at 1, 8, 32 and 64 keep-alive connections (wrk, one thread, a few seconds each):
+the reference's plain Plumber (one process, POST /score, plumber::pr_run), then rmodelpack with
+workers = cores and runtime.batching off (RMP_BATCHING=false) and on, on /score and /predict.
+Prints req/s, p50, p99, the share of the predict-only ceiling (cores ÷ one single-row predict()),
+the ratio to the baseline at the same connection count, the R workers' CPU per request, the
+mean requests per predict() call (from /metrics), and the load average before and after.
+Not a test: the figures depend on the machine. Traffic goes to 127.0.0.1 only; every wrk run is
+bounded in time.
+Usage: .venv/bin/python benchmarks/bench_server.py [--seconds 4] [--connections 1,8,32,64]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import tempfile
 from pathlib import Path
 
+import requests
 from common import (
     ONE_ROW,
     cpu_seconds,
@@ -28,103 +33,104 @@ from common import (
     wrk,
 )
 
-
-def row(label: str, result: dict[str, float], baseline_rps: float) -> str:
-    return (
-        f"{label:<34} {result['rps']:>8.0f} {result['p50_ms']:>8.1f} {result['p99_ms']:>8.1f}"
-        f" {result['rps'] / baseline_rps:>7.1f}x {int(result['non_2xx']):>6}"
-        f" {result['wrk_cpu']:>5.2f} {cpu_text(result)}"
-    )
+BATCH_METRIC = re.compile(r"^rmp_batch_requests_(sum|count) (\S+)$", re.MULTILINE)
 
 
-def cpu_text(result: dict[str, float]) -> str:
-    if "r_cpu" not in result:
-        return ""
-    return f"{result['nginx_cpu']:>5.2f} {result['r_cpu']:>5.2f}"
+def batch_totals(server) -> tuple[float, float]:
+    """(requests scored in batches, predict() calls) so far, from /metrics."""
+    text = requests.get(server.url("/metrics"), timeout=10).text
+    found = dict(BATCH_METRIC.findall(text))
+    return float(found.get("sum", 0)), float(found.get("count", 0))
 
 
-def server_pids(server) -> dict[str, list[int]]:
-    nginx_master = int((server.run_dir / "nginx.pid").read_text())
-    children = Path(f"/proc/{nginx_master}/task/{nginx_master}/children").read_text().split()
-    return {
-        "nginx": [nginx_master, *map(int, children)],
-        "r": list(server.worker_pids().values()),
-    }
-
-
-def measured_run(server, path: str, body, args) -> dict[str, float]:
-    """One wrk run plus the CPU (in cores) nginx and the R workers used meanwhile."""
-    pids = server_pids(server)
-    before = {role: sum(map(cpu_seconds, group)) for role, group in pids.items()}
-    result = wrk(server.url(path), body, args.connections, args.seconds)
-    for role, group in pids.items():
-        used = sum(map(cpu_seconds, group)) - before[role]
-        result[f"{role}_cpu"] = used / args.seconds
+def measured_run(server, path: str, body, connections: int, seconds: int) -> dict[str, float]:
+    """One wrk run, the R workers' CPU meanwhile and the mean batch size."""
+    workers = list(server.worker_pids().values())
+    cpu_before = sum(map(cpu_seconds, workers))
+    sum_before, count_before = batch_totals(server)
+    result = wrk(server.url(path), body, connections, seconds)
+    result["r_cpu"] = sum(map(cpu_seconds, workers)) - cpu_before
+    sum_after, count_after = batch_totals(server)
+    calls = count_after - count_before
+    result["batch"] = (sum_after - sum_before) / calls if calls else float("nan")
     return result
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=int, default=5, help="length of each wrk run")
-    parser.add_argument("--connections", type=int, default=8)
-    parser.add_argument(
-        "--wait-quiet", type=float, default=0, help="wait up to this long for load < 1 first"
-    )
-    args = parser.parse_args()
-    load_before = wait_for_quiet(args.wait_quiet) if args.wait_quiet else load_average()
-    model = train()
-    body = {"df": ONE_ROW}
-    cores = os.cpu_count() or 1
-    predict_s = predict_seconds(model)
-    results: dict[str, dict[str, float]] = {}
-
+def run_baseline(model: Path, connections: list[int], seconds: int) -> dict[int, dict]:
     port = free_port()
     baseline = start_baseline(model, port)
     try:
         url = f"http://127.0.0.1:{port}/score"
-        results["baseline keep-alive"] = wrk(url, body, args.connections, args.seconds)
-        results["baseline Connection: close"] = wrk(
-            url, body, args.connections, args.seconds, close=True
-        )
+        return {c: wrk(url, {"df": ONE_ROW}, c, seconds) for c in connections}
     finally:
         baseline.terminate()
         baseline.wait()
 
-    with tempfile.TemporaryDirectory(prefix="rmp-bench-") as tmp:
-        for workers in (1, 2):
-            server = start_rmodelpack(model, workers, Path(tmp))
-            try:
-                wrk(server.url("/score"), body, args.connections, 1)  # warm-up
-                results[f"rmodelpack workers={workers} /score"] = measured_run(
-                    server, "/score", body, args
-                )
-                results[f"rmodelpack workers={workers} /predict"] = measured_run(
-                    server, "/predict", ONE_ROW, args
-                )
-            finally:
-                server.terminate()
 
-    base = results["baseline keep-alive"]["rps"]
+def run_rmodelpack(
+    model: Path, workers: int, batching: bool, connections: list[int], seconds: int, tmp: Path
+) -> dict[tuple[str, int], dict]:
+    server = start_rmodelpack(
+        model, workers, tmp, env={"RMP_BATCHING": "true" if batching else "false"}
+    )
+    results = {}
+    try:
+        wrk(server.url("/score"), {"df": ONE_ROW}, 8, 1)  # warm-up
+        for c in connections:
+            for path, body in (("/score", {"df": ONE_ROW}), ("/predict", ONE_ROW)):
+                results[(path, c)] = measured_run(server, path, body, c, seconds)
+    finally:
+        server.terminate()
+    return results
+
+
+def table_row(label: str, c: int, result: dict, ceiling: float, base_rps: float) -> str:
+    r_ms = result.get("r_cpu", float("nan")) / (result["rps"] * result["seconds"]) * 1000
+    return (
+        f"| {label} | {c} | {result['rps']:.0f} | {result['p50_ms']:.1f} | {result['p99_ms']:.1f}"
+        f" | {result['rps'] / ceiling:.0%} | {result['rps'] / base_rps:.1f}x"
+        f" | {int(result['non_2xx'])} | {r_ms:.2f} | {result.get('batch', float('nan')):.1f} |"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=int, default=4, help="length of each wrk run")
+    parser.add_argument("--connections", default="1,8,32,64")
+    parser.add_argument(
+        "--wait-quiet", type=float, default=0, help="wait up to this long for load < 1 first"
+    )
+    args = parser.parse_args()
+    connections = [int(c) for c in args.connections.split(",")]
+    load_before = wait_for_quiet(args.wait_quiet) if args.wait_quiet else load_average()
+    model = train()
+    cores = os.cpu_count() or 1
+    workers = cores
+    predict_s = predict_seconds(model)
     ceiling = cores / predict_s
+
+    baseline = run_baseline(model, connections, args.seconds)
+    with tempfile.TemporaryDirectory(prefix="rmp-bench-") as tmp:
+        off = run_rmodelpack(model, workers, False, connections, args.seconds, Path(tmp))
+        on = run_rmodelpack(model, workers, True, connections, args.seconds, Path(tmp))
+
     print(
         f"\nload average before: {load_before}  after: {load_average()}\n"
-        f"cores={cores}  predict() one row={predict_s * 1000:.2f} ms  "
-        f"predict-only ceiling={ceiling:.0f} req/s  connections={args.connections}  "
-        f"wrk run={args.seconds}s (1 thread)"
+        f"cores={cores}  workers={workers}  predict() one row={predict_s * 1000:.2f} ms  "
+        f"predict-only ceiling={ceiling:.0f} req/s  wrk run={args.seconds}s (1 thread)\n"
     )
     print(
-        f"{'server':<34} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'vs base':>8} {'non2xx':>6}"
-        f" {'CPU: wrk':>5} {'nginx':>5} {'R':>5}"
+        "| server | conns | req/s | p50 ms | p99 ms | of ceiling | vs baseline | non-2xx"
+        " | R CPU ms/req | req per predict() |"
     )
-    for label, result in results.items():
-        print(row(label, result, base))
-    best = results[f"rmodelpack workers={min(cores, 2)} /score"]
-    print(
-        f"\nworkers=cores keep-alive: {best['rps'] / ceiling:.0%} of the predict-only ceiling "
-        f"(target >= 50%), {best['rps'] / base:.1f}x the baseline (target >= 6x), "
-        f"p99 {best['p99_ms']:.1f} ms (target <= 25 ms); R used {best['r_cpu']:.2f} of "
-        f"{cores} cores, {best['r_cpu'] / best['rps'] * 1000:.2f} ms of R CPU per request"
-    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for c in connections:
+        base = {**baseline[c], "seconds": args.seconds}
+        print(table_row("plain Plumber /score", c, base, ceiling, baseline[c]["rps"]))
+        for label, results in (("batching off", off), ("batching on", on)):
+            for path in ("/score", "/predict"):
+                result = {**results[(path, c)], "seconds": args.seconds}
+                print(table_row(f"{label} {path}", c, result, ceiling, baseline[c]["rps"]))
 
 
 if __name__ == "__main__":

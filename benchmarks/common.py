@@ -60,16 +60,27 @@ def load_average() -> str:
 
 
 def start_rmodelpack(
-    model: Path, workers: int, workdir: Path, config: dict[str, Any] | None = None
+    model: Path,
+    workers: int,
+    workdir: Path,
+    config: dict[str, Any] | None = None,
+    env: dict[str, str] | None = None,
 ) -> NativeServer:
+    """rmodelpack natively; `env` adds RMP_* overrides (e.g. RMP_BATCHING)."""
     workdir.mkdir(parents=True, exist_ok=True)
-    config_path = workdir / f"rmodelpack-{workers}.json"
+    label = "-".join([str(workers), *(f"{k}={v}" for k, v in sorted((env or {}).items()))])
+    config_path = workdir / f"rmodelpack-{label}.json"
     config_path.write_text(json.dumps(config or boston_config(model), indent=2, sort_keys=True))
     server = start_native_server(
         config_path,
         free_port(),
-        env={"RMP_MODEL_PATH": str(model), "RMP_WORKERS": str(workers), "RMP_DRAIN_SECONDS": "0"},
-        tmpdir=workdir / f"tmp-{workers}",
+        env={
+            "RMP_MODEL_PATH": str(model),
+            "RMP_WORKERS": str(workers),
+            "RMP_DRAIN_SECONDS": "0",
+            **(env or {}),
+        },
+        tmpdir=workdir / f"tmp-{label}",
     )
     server.wait_ready()
     return server

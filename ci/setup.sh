@@ -10,7 +10,7 @@
 #                              kubeconform, the chart README generator (npm), wrk, checkov
 #                              (own venv in .cache/checkov), the models trained in their image
 #   bash ci/setup.sh cluster   the offline control plane and real-node binaries
-#                              (ci/cluster.sh build, ci/node.sh build)
+#                              (testbed/cluster.sh build, testbed/node.sh build)
 #   bash ci/setup.sh [all]     all of the above, for ci/test.sh
 #
 # Several parts may be named at once (`bash ci/setup.sh demo helm`). Re-running skips every step
@@ -320,11 +320,11 @@ train_image_examples() {
 }
 
 build_cluster_binaries() {
-  step "Offline Kubernetes control plane binaries (ci/cluster.sh build: etcd, kube-*, kubectl, kwok)"
+  step "Offline Kubernetes control plane binaries (testbed/cluster.sh build: etcd, kube-*, kubectl, kwok)"
   command -v go >/dev/null || die "Go is needed to build the control plane; install Go >= 1.24"
-  bash "$ROOT/ci/cluster.sh" build
-  step "Real-node binaries and images (ci/node.sh build: kubelet, pause image)"
-  bash "$ROOT/ci/node.sh" build
+  bash "$ROOT/testbed/cluster.sh" build
+  step "Real-node binaries and images (testbed/node.sh build: kubelet, kube-proxy, CoreDNS, ...)"
+  bash "$ROOT/testbed/node.sh" build
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -352,7 +352,7 @@ part_tools() {
 }
 
 part_cluster() {
-  start_dockerd # ci/node.sh build makes the pause image with docker
+  start_dockerd # testbed/node.sh build makes the pause image with docker
   build_cluster_binaries
 }
 

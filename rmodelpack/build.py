@@ -2,8 +2,10 @@
 
 The build context goes to the engine as an in-memory tar with normalised owners, modes and
 times, so the same rendered files always give the same context and docker's layer cache stays
-warm across rebuilds (the repo2docker approach). Library code: it reports progress through an
-optional callback and raises ``BuildError``/``PushError``; it never prints or exits.
+warm across rebuilds (the repo2docker approach). The context is a folder (the base images) or
+render's files in memory (a model image: nothing is read back from disk). Library code: it
+reports progress through an optional callback and raises ``BuildError``/``PushError``; it never
+prints or exits.
 """
 
 from __future__ import annotations
@@ -12,17 +14,18 @@ import io
 import re
 import tarfile
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from pathlib import Path, PurePosixPath
+from typing import Any
 
-from rmodelpack import __version__
 from rmodelpack.exceptions import BuildError, PushError, RmodelpackError
 from rmodelpack.manifest import BASE_IMAGES as BASE_IMAGE_TAGS
+from rmodelpack.manifest import Manifest
+from rmodelpack.version import __version__
 
-if TYPE_CHECKING:
-    from rmodelpack.manifest import Manifest
+# A build context: a folder, or {relative path: bytes} as render makes it.
+Context = Path | Mapping[str, bytes]
 
 Progress = Callable[[str], None] | None
 
@@ -75,19 +78,19 @@ class BuildResult:
 
 
 def build_base_image(
-    flavor: str = "debian", *, client: Any = None, on_progress: Progress = None
+    family: str = "debian", *, client: Any = None, on_progress: Progress = None
 ) -> str:
-    """Build the base image of ``flavor`` from ``base-images/<flavor>/``; return its tag."""
-    if flavor not in BASE_IMAGE_TAGS:
+    """Build the base image of ``family`` from ``base-images/<family>/``; return its tag."""
+    if family not in BASE_IMAGE_TAGS:
         known = ", ".join(sorted(BASE_IMAGE_TAGS))
-        raise BuildError(f"unknown base image flavour {flavor!r}; known flavours: {known}")
-    context_dir = BASE_IMAGES_DIR / flavor
+        raise BuildError(f"unknown base image family {family!r}; known families: {known}")
+    context_dir = BASE_IMAGES_DIR / family
     if not (context_dir / "Dockerfile").is_file():
         raise BuildError(
             f"{context_dir / 'Dockerfile'} is missing; rmodelpack ships it in its wheel and "
             "checkout: reinstall rmodelpack (pip install --force-reinstall rmodelpack)"
         )
-    tag = BASE_IMAGE_TAGS[flavor]
+    tag = BASE_IMAGE_TAGS[family]
     build_image(
         context_dir,
         tag,
@@ -111,32 +114,27 @@ def ensure_base_image(
     docker_client = _connect(client, BuildError)
     if _image_present(docker_client, manifest.base_image):
         return False
-    build_base_image(manifest.image.flavor, client=docker_client, on_progress=on_progress)
+    build_base_image(manifest.image.base_family, client=docker_client, on_progress=on_progress)
     return True
 
 
 def build_image(
-    context_dir: Path,
+    context: Context | str,
     tag: str,
     *,
     client: Any = None,
     on_progress: Progress = None,
-    labels: dict[str, str] | None = None,
     buildargs: dict[str, str] | None = None,
     nocache: bool = False,
 ) -> BuildResult:
-    """Build ``context_dir`` (a rendered context with a Dockerfile) into an image tagged ``tag``."""
-    context_dir = Path(context_dir)
-    if not (context_dir / "Dockerfile").is_file():
-        raise BuildError(f"{context_dir} has no Dockerfile; render the manifest first")
+    """Build ``context`` (a folder with a Dockerfile, or render's files) into ``tag``."""
+    archive = _context_archive(context)
     docker_client = _connect(client, BuildError)
-    context = context_tar(context_dir)
     try:
         chunks = docker_client.api.build(
-            fileobj=context,
+            fileobj=archive,
             custom_context=True,
             tag=tag,
-            labels=labels,
             buildargs=buildargs,
             nocache=nocache,
             rm=True,
@@ -177,6 +175,17 @@ def registry_of(repository: str) -> str:
     return "docker.io"
 
 
+def _context_archive(context: Context | str) -> io.BytesIO:
+    if isinstance(context, Mapping):
+        if "Dockerfile" not in context:
+            raise BuildError("the build context has no Dockerfile; render the manifest first")
+        return files_tar(context)
+    context_dir = Path(context)
+    if not (context_dir / "Dockerfile").is_file():
+        raise BuildError(f"{context_dir} has no Dockerfile; render the manifest first")
+    return context_tar(context_dir)
+
+
 def context_tar(context_dir: Path) -> io.BytesIO:
     """The build context as an uncompressed tar in memory, honouring ``.dockerignore``."""
     buffer = io.BytesIO()
@@ -199,8 +208,59 @@ def dockerignore_patterns(context_dir: Path) -> list[str]:
     ignore_file = context_dir / ".dockerignore"
     if not ignore_file.is_file():
         return []
-    lines = (line.strip() for line in ignore_file.read_text(encoding="utf-8").splitlines())
+    return _ignore_patterns(ignore_file.read_text(encoding="utf-8"))
+
+
+def _ignore_patterns(text: str) -> list[str]:
+    lines = (line.strip() for line in text.splitlines())
     return [line for line in lines if line and not line.startswith("#")]
+
+
+def files_tar(files: Mapping[str, bytes]) -> io.BytesIO:
+    """The same tar as ``context_tar`` of the folder that ``files`` would be written into."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        for relative in mapping_context_files(files):
+            info = tarfile.TarInfo(relative)
+            info.mtime = CONTEXT_MTIME
+            if relative in files:
+                info.size = len(files[relative])
+                # write_atomically makes shell scripts executable; the folder's tar has 0755.
+                info.mode = 0o755 if relative.endswith(".sh") else 0o644
+                archive.addfile(info, io.BytesIO(files[relative]))
+            else:
+                info.type = tarfile.DIRTYPE
+                info.mode = 0o755
+                archive.addfile(info)
+    buffer.seek(0)
+    return buffer
+
+
+def mapping_context_files(files: Mapping[str, bytes]) -> list[str]:
+    """``context_files`` for files in memory: the same paths, folders included."""
+    from docker.utils.build import PatternMatcher
+
+    patterns = _ignore_patterns(files.get(".dockerignore", b"").decode("utf-8"))
+    matcher = PatternMatcher([*patterns, "!Dockerfile"])
+    folders = {str(parent) for path in files for parent in PurePosixPath(path).parents}
+    folders.discard(".")
+    nodes = sorted(set(files) | folders)
+    skipped: list[str] = []
+    included = []
+    for node in nodes:
+        if any(node.startswith(f"{folder}/") for folder in skipped):
+            continue
+        excluded = matcher.matches(node)
+        if not excluded:
+            included.append(node)
+        elif node in folders and not _reincluded_below(matcher, node):
+            skipped.append(node)
+    return included
+
+
+def _reincluded_below(matcher: Any, folder: str) -> bool:
+    """docker walks into an excluded folder only if an exclusion pattern starts with it."""
+    return any(p.exclusion and p.cleaned_pattern.startswith(folder) for p in matcher.patterns)
 
 
 def _add_normalised(archive: tarfile.TarFile, root: Path, relative: str) -> None:
@@ -285,8 +345,8 @@ def _build_failure(tag: str, message: str, tail: Iterable[str]) -> str:
     steps = [line for line in lines if _STEP_LINE.match(line)]
     if steps and " : FROM rmodelpack/r-base:" in steps[-1]:
         text += (
-            "\nthe rmodelpack base image is missing; build it with "
-            "rmodelpack.build.build_base_image() (rmodelpack build does this by itself)"
+            "\nthe rmodelpack base image is missing; build it with build_base_image() from "
+            "rmodelpack.build (rmodelpack's build() does this by itself)"
         )
     return text
 
@@ -342,8 +402,8 @@ def _connect(client: Any, error: type[RmodelpackError]) -> Any:
         connected.ping()
     except _docker_errors() as exc:
         raise error(
-            f"cannot reach the Docker engine ({_explain(exc)}); is dockerd running? "
-            "(here: bash ci/setup.sh)"
+            f"cannot reach the Docker engine ({_explain(exc)}); start dockerd, or point "
+            "DOCKER_HOST at a running engine"
         ) from exc
     return connected
 

@@ -17,6 +17,7 @@ DryRun = str  # "client" (offline, helm template) | "server" (the API server val
 
 @dataclass(frozen=True)
 class DeployResult:
+    release: str
     command: tuple[str, ...]
     output: str
 
@@ -27,7 +28,11 @@ def chart_path() -> Path:
     for candidate in (here / "_chart", here.parent / "chart"):
         if (candidate / "Chart.yaml").is_file():
             return candidate
-    raise ToolNotFound("the rmodelpack chart is missing from this installation; pass --chart")
+    raise ToolNotFound(
+        "the rmodelpack chart is missing from this installation; give a chart path or an "
+        "oci:// reference instead",
+        parameter="chart",
+    )
 
 
 def helm_binary() -> str:
@@ -36,7 +41,7 @@ def helm_binary() -> str:
     if path is None:
         raise ToolNotFound(
             f"'{name}' is not installed or not on PATH; install helm 3.8+ (https://helm.sh) "
-            "or run bash ci/setup.sh"
+            "or point RMODELPACK_HELM at a helm binary"
         )
     return path
 
@@ -65,7 +70,7 @@ def _explain(what: str, stderr: str) -> str:
         hint = (
             "no Kubernetes cluster answers: check KUBECONFIG / `kubectl config current-context` "
             "(for AKS: az aks get-credentials --resource-group RG --name CLUSTER), "
-            "or use --dry-run to render offline"
+            "or render offline with a client dry run"
         )
         return f"{what} failed: {message}\n  fix: {hint}"
     return f"{what} failed:\n{message}"
@@ -111,9 +116,9 @@ def deploy(
 ) -> DeployResult:
     """helm upgrade --install (atomic, waits) of the chart with ``values``; or a dry run."""
     if dry_run not in (None, "client", "server"):
-        raise UsageError(f"--dry-run takes client or server, not {dry_run!r}")
+        raise UsageError(f"a dry run is 'client' or 'server', not {dry_run!r}", parameter="dry_run")
     if not values.is_file():
-        raise UsageError(f"values file {values} does not exist; run `rmodelpack render` first")
+        raise UsageError(f"values file {values} does not exist; render the manifest first")
     helm = helm_binary()
     command = helm_command(
         helm,
@@ -126,4 +131,4 @@ def deploy(
         extra_args=extra_args,
     )
     output = _run(command, what=" ".join(command[:3]))
-    return DeployResult(tuple(command), output)
+    return DeployResult(release, tuple(command), output)

@@ -1,6 +1,8 @@
 """Every failure rmodelpack expects, one class per kind.
 
-Library code raises these; only ``cli.py`` turns them into messages and exit codes.
+Library code raises these with a message in library terms (what is wrong, how to fix it);
+``parameter`` names the library argument that fixes it, so that ``cli.py`` can add the command
+line's flag for it. Only ``cli.py`` turns them into messages and exit codes.
 """
 
 from __future__ import annotations
@@ -13,9 +15,13 @@ class RmodelpackError(Exception):
 
     exit_code = 1
 
+    def __init__(self, message: str = "", *, parameter: str | None = None):
+        super().__init__(message)
+        self.parameter = parameter
+
 
 class UsageError(RmodelpackError):
-    """The command was called with arguments that cannot work."""
+    """The call has arguments that cannot work (a missing file, a value out of range)."""
 
     exit_code = 2
 
@@ -44,7 +50,7 @@ class ManifestError(RmodelpackError):
         count = len(problems)
         lines = [f"{source}: {count} problem{'s' if count != 1 else ''}"]
         lines += [f"  - {problem}" for problem in problems]
-        super().__init__("\n".join(lines))
+        super().__init__("\n".join(lines), parameter=None)
 
 
 class RenderError(RmodelpackError):

@@ -75,12 +75,17 @@ def init_manifest(
     targets = [folder / MANIFEST_FILENAME, folder / "score.R"]
     existing = [t for t in targets if t.exists()]
     if existing and not force:
-        raise UsageError(f"{existing[0]} exists; pass --force to overwrite")
+        raise UsageError(
+            f"{existing[0]} exists; allow overwriting it, or scaffold in another folder",
+            parameter="force",
+        )
     description = describe_model(model, data)
     data_dict = manifest_data(model, service_name(model, name), description)
     if not data_dict["input"]["columns"]:
         raise UsageError(
-            f"could not find the model's inputs in {model}; pass --data with a sample data frame"
+            f"could not find the model's inputs in {model}; give a sample data frame "
+            "(.csv or .rds) to derive them from",
+            parameter="data",
         )
     text = yaml.safe_dump(data_dict, sort_keys=False, width=100)
     targets[1].write_text(SCORE_STUB.format(name=data_dict["name"], function="score"))

@@ -11,10 +11,11 @@ import os
 import re
 import reprlib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 import yaml
 from pydantic import (
+    AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
@@ -25,13 +26,14 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from rmodelpack import settings
 from rmodelpack.exceptions import ManifestError, Problem
 
 API_VERSION = "rmodelpack/v1"
 MANIFEST_FILENAME = "rmodel.yaml"
 MAX_MANIFEST_BYTES = 1 << 20
 MAX_MANIFEST_VALUES = 100_000
-# The Debian release of the debian flavour (base-images/debian/Dockerfile's FROM).
+# The Debian release of the debian base family (base-images/debian/Dockerfile's FROM).
 DEBIAN_RELEASE = "trixie"
 BASE_IMAGES = {
     "debian": f"rmodelpack/r-base:{DEBIAN_RELEASE}",
@@ -40,8 +42,6 @@ BASE_IMAGES = {
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 DNS_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-# Kubernetes object names (Secrets, PVCs) are DNS-1123 subdomains: the same shape.
-K8S_NAME = DNS_NAME
 # A label value (the version becomes app.kubernetes.io/version): alphanumeric at both ends.
 LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$")
 REALM = re.compile(r"^[A-Za-z0-9 ._-]{1,64}$")
@@ -86,7 +86,8 @@ def _base_dir(info: ValidationInfo) -> Path | None:
 
 
 def _k8s_name(value: str | None, what: str) -> str | None:
-    if value is not None and (len(value) > 63 or not K8S_NAME.match(value)):
+    # Kubernetes object names (Secrets, PVCs) are DNS-1123 subdomains: a host name's shape.
+    if value is not None and (len(value) > 63 or not DNS_NAME.match(value)):
         raise _problem(
             "bad_name",
             f"'{value}' is not a Kubernetes {what} name",
@@ -210,6 +211,9 @@ class ScoringSpec(Strict):
     predict_args: dict[str, Any] = Field(
         default_factory=dict,
         description="Extra arguments of the default scorer predict(model, df, ...).",
+    )
+    rowwise: bool = Field(
+        settings.SCORING_ROWWISE.default, description=settings.SCORING_ROWWISE.description
     )
 
     @field_validator("script")
@@ -343,7 +347,13 @@ class RSpec(Strict):
 
 
 class ImageSpec(Strict):
-    flavor: Literal["debian", "rocker"] = "debian"
+    # Was `flavor` (still read): renamed so it no longer shares a name with the ingress flavor.
+    base_family: Literal["debian", "rocker"] = Field(
+        "debian",
+        validation_alias=AliasChoices("base_family", "flavor"),
+        description="The family of rmodelpack base image: debian (trixie, R from Debian) or "
+        "rocker (rocker/r-ver, packages from Posit Package Manager).",
+    )
     base: str | None = Field(None, description="Override the base image reference.")
 
     @field_validator("base")
@@ -381,27 +391,46 @@ class ImageSpec(Strict):
         return value
 
 
-class RuntimeSpec(Strict):
-    workers: Literal["auto"] | Annotated[int, Field(ge=1, le=64)] = Field(
-        "auto",
-        description="R worker processes per container; auto = the CPU request (nproc natively).",
+def _bounded(setting: settings.Setting) -> Any:
+    """A pydantic Field with the setting's default, bounds and description."""
+    return Field(
+        setting.default,
+        ge=setting.minimum,
+        le=setting.maximum,
+        description=setting.description,
     )
-    threads: int = Field(1, ge=1, le=64, description="Threads one worker may use per request.")
-    max_body_bytes: int = Field(1_048_576, ge=1024, le=1_073_741_824)
-    timeout_seconds: int = Field(30, ge=1, le=3600)
-    drain_seconds: int = Field(5, ge=0, le=300)
+
+
+class BatchingSpec(Strict):
+    enabled: bool = _bounded(settings.BATCHING_ENABLED)
+    max_rows: int = _bounded(settings.BATCHING_MAX_ROWS)
+
+
+WORKER_COUNT = Annotated[int, Field(ge=settings.WORKERS.minimum, le=settings.WORKERS.maximum)]
+
+
+class RuntimeSpec(Strict):
+    workers: Literal["auto"] | WORKER_COUNT = Field(
+        settings.WORKERS.default, description=settings.WORKERS.description
+    )
+    threads: int = _bounded(settings.THREADS)
+    max_body_bytes: int = _bounded(settings.MAX_BODY_BYTES)
+    timeout_seconds: int = _bounded(settings.TIMEOUT_SECONDS)
+    drain_seconds: int = _bounded(settings.DRAIN_SECONDS)
+    batching: BatchingSpec = BatchingSpec()
 
     @field_validator("workers", mode="before")
     @classmethod
     def _auto_or_count(cls, value: Any) -> Any:
-        if value == "auto" or (
-            isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 64
+        low, high = settings.WORKERS.minimum, settings.WORKERS.maximum
+        if value == settings.AUTO or (
+            isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
         ):
             return value
         raise _problem(
             "bad_workers",
             f"{_short(value)} is not a worker count",
-            "use auto (the CPU request) or a whole number from 1 to 64",
+            f"use auto (the CPU request) or a whole number from {low} to {high}",
         )
 
 
@@ -613,7 +642,24 @@ class Manifest(Strict):
 
     @property
     def base_image(self) -> str:
-        return self.image.base or BASE_IMAGES[self.image.flavor]
+        return self.image.base or BASE_IMAGES[self.image.base_family]
+
+    @property
+    def deployment_workers(self) -> int | None:
+        """The worker count the pods run: runtime.workers, or (auto) what the chart derives from
+        the CPU request; None when the manifest leaves both to the chart."""
+        if isinstance(self.runtime.workers, int):
+            return self.runtime.workers
+        resources = self.service.resources
+        cpu = resources.requests.cpu if resources and resources.requests else None
+        return settings.workers_for_cpu(cpu) if cpu else None
+
+
+class LoadedManifest(NamedTuple):
+    """A validated manifest and the folder its paths are relative to."""
+
+    manifest: Manifest
+    base_dir: Path
 
 
 # --- loading -------------------------------------------------------------------------------------
@@ -784,7 +830,7 @@ def _check_expanded_size(data: Any, source: str) -> None:
             pending.extend(node)
 
 
-def load_manifest(path: str | Path) -> tuple[Manifest, Path]:
+def load_manifest(path: str | Path) -> LoadedManifest:
     """Read and validate a manifest; return it with the folder its paths are relative to."""
     manifest_path = resolve_manifest_path(path)
     try:
@@ -817,7 +863,8 @@ def load_manifest(path: str | Path) -> tuple[Manifest, Path]:
         ) from exc
     _check_expanded_size(data, str(manifest_path))
     base_dir = manifest_path.parent.resolve()
-    return parse_manifest(data, source=str(manifest_path), base_dir=base_dir), base_dir
+    manifest = parse_manifest(data, source=str(manifest_path), base_dir=base_dir)
+    return LoadedManifest(manifest, base_dir)
 
 
 def manifest_json_schema() -> dict[str, Any]:

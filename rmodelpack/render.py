@@ -1,8 +1,10 @@
-"""Render a manifest into a Docker build context and Helm values.
+"""Render a manifest into a Docker build context and Helm values, in memory.
 
-``render_files`` is pure apart from reading the model, the scoring script and the passwords: a
-manifest in, ``{relative path: bytes}`` out. ``render`` writes that mapping atomically, so an
-error leaves the output folder exactly as it was.
+``render_files`` is pure apart from reading the files the manifest names (model, scoring script,
+renv lock, example) and its passwords: a validated manifest and explicit inputs (earlier bcrypt
+hashes to keep, a measured sizing) in, ``{relative path: bytes}`` out. Where those inputs come
+from, and writing the files (``write_atomically``), is the pipeline's business
+(``rmodelpack.pipeline``).
 """
 
 from __future__ import annotations
@@ -13,26 +15,24 @@ import os
 import shutil
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import bcrypt
 import jinja2
 import yaml
 
-from rmodelpack import __version__
+from rmodelpack import contract, settings
+from rmodelpack.contract import CONTAINER_PORT, CONTAINER_UID, OUTPUT_MARKER
 from rmodelpack.exceptions import CredentialError, OutputDirError, RenderError
-from rmodelpack.manifest import DEBIAN_RELEASE, Manifest, load_manifest
-from rmodelpack.size import SIZING_FILE, deployment_workers, stored_sizing
+from rmodelpack.manifest import DEBIAN_RELEASE, Manifest
+from rmodelpack.version import __version__
 
-IMAGE_ROOT = "/opt/rmodelpack"
-CONTAINER_UID = 10001
-CONTAINER_PORT = 8000
-# Written into every output folder; only a folder holding it (or an empty one) is replaced.
-OUTPUT_MARKER = ".rmodelpack-output"
+# Written by `rmodelpack size`, carried over by later renders of the same model.
+SIZING_FILE = "sizing.json"
 BCRYPT_MAX_BYTES = 72
 # R packages that the base image already carries, or that ship with R itself.
 PROVIDED_R_PACKAGES = frozenset(
@@ -58,12 +58,23 @@ PROVIDED_R_PACKAGES = frozenset(
 BCRYPT_ROUNDS = 12
 
 
+class Rendered(NamedTuple):
+    """What render_files makes: the files, the image reference they build, the model's hash."""
+
+    files: dict[str, bytes]
+    image: str
+    model_sha256: str
+
+
 @dataclass(frozen=True)
 class RenderResult:
+    """A render written to ``out_dir``; ``contents`` holds the same bytes, for the build."""
+
     out_dir: Path
     image: str
     model_sha256: str
     files: tuple[str, ...]
+    contents: dict[str, bytes] = field(default_factory=dict, compare=False, repr=False)
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -71,12 +82,17 @@ class RenderResult:
 
 @cache
 def template_env() -> jinja2.Environment:
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.PackageLoader("rmodelpack", "templates"),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,
     )
+    # The image contract's paths, the same for every model (contract.py is their home).
+    env.globals["contract"] = {
+        name: getattr(contract, name) for name in dir(contract) if name.isupper()
+    }
+    return env
 
 
 @cache
@@ -90,13 +106,13 @@ def debian_package_for(r_package: str) -> str:
     return f"r-cran-{r_package.lower()}"
 
 
-def split_r_packages(packages: list[str], flavor: str = "debian") -> tuple[list[str], list[str]]:
+def split_r_packages(packages: list[str], family: str = "debian") -> tuple[list[str], list[str]]:
     """Return (Debian packages, CRAN packages) for the R packages the image still lacks.
 
-    Debian's r-cran-* binaries fit only the Debian flavour; rocker images take every package
+    Debian's r-cran-* binaries fit only the debian base family; rocker images take every package
     from Posit Package Manager.
     """
-    available = debian_r_packages() if flavor == "debian" else frozenset()
+    available = debian_r_packages() if family == "debian" else frozenset()
     apt: set[str] = set()
     cran: set[str] = set()
     for package in packages:
@@ -150,11 +166,12 @@ def runtime_config(manifest: Manifest, model_sha256: str) -> dict[str, Any]:
         "name": manifest.name,
         "version": manifest.version,
         "description": manifest.description,
-        "model": {"path": f"{IMAGE_ROOT}/model/model.rds", "sha256": model_sha256},
+        "model": {"path": contract.MODEL_PATH, "sha256": model_sha256},
         "scoring": {
-            "script": f"{IMAGE_ROOT}/app/{script}" if script else None,
+            "script": f"{contract.APP_DIR}/{script}" if script else None,
             "function": manifest.scoring.function,
             "predict_args": manifest.scoring.predict_args,
+            "rowwise": manifest.scoring.rowwise,
         },
         "input": {
             "columns": [
@@ -234,13 +251,23 @@ def htpasswd_lines(manifest: Manifest, base_dir: Path, previous: Mapping[str, st
     return lines
 
 
-def previous_hashes(values_path: Path) -> dict[str, str]:
+def bcrypt_hashes(values_text: str | bytes) -> dict[str, str]:
+    """{user: bcrypt hash} of a rendered values.yaml; {} when it holds none or is not ours."""
     try:
-        values = yaml.safe_load(values_path.read_text(encoding="utf-8")) or {}
+        values = yaml.safe_load(values_text) or {}
         users = values.get("auth", {}).get("users", [])
         return dict(line.split(":", 1) for line in users if ":" in line)
-    except (OSError, yaml.YAMLError, AttributeError, ValueError):
+    except (yaml.YAMLError, AttributeError, ValueError, TypeError):
         return {}
+
+
+def applicable_sizing(
+    manifest: Manifest, sizing: Mapping[str, Any] | None, model_sha256: str
+) -> Mapping[str, Any] | None:
+    """A measured sizing holds only for the model it measured and the pods' worker count."""
+    if sizing is None or sizing.get("model_sha256") != model_sha256:
+        return None
+    return sizing if sizing.get("workers") == manifest.deployment_workers else None
 
 
 def resources_values(manifest: Manifest, sizing: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -257,6 +284,29 @@ def resources_values(manifest: Manifest, sizing: Mapping[str, Any] | None) -> di
     return values
 
 
+def _at(data: Any, dotted: str) -> Any:
+    for key in dotted.split("."):
+        data = getattr(data, key)
+    return data
+
+
+def _put(values: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, last = dotted.split(".")
+    for key in parents:
+        values = values.setdefault(key, {})
+    values[last] = value
+
+
+def runtime_values(manifest: Manifest) -> dict[str, Any]:
+    """The chart's runtime.* block, setting by setting (settings.py maps the names)."""
+    values: dict[str, Any] = {}
+    for setting in settings.SETTINGS:
+        if setting.manifest and setting.chart:
+            value = _at(manifest, setting.manifest)
+            _put(values, setting.chart, None if value == settings.AUTO else value)
+    return values["runtime"]
+
+
 def chart_values(
     manifest: Manifest,
     *,
@@ -269,7 +319,6 @@ def chart_values(
     """Values for chart/: what the manifest determines; the chart supplies every other default."""
     service = manifest.service
     model = manifest.model
-    runtime = manifest.runtime
     values: dict[str, Any] = {
         "image": {"repository": manifest.repository, "tag": image_tag},
         "model": {
@@ -281,13 +330,7 @@ def chart_values(
             and {"existingSecret": model.url_secret.name, "key": model.url_secret.key},
             "pvc": model.pvc and {"claimName": model.pvc.claim_name, "subPath": model.pvc.sub_path},
         },
-        "server": {
-            "workers": runtime.workers if isinstance(runtime.workers, int) else None,
-            "threads": runtime.threads,
-            "timeoutSeconds": runtime.timeout_seconds,
-            "drainSeconds": runtime.drain_seconds,
-            "maxBodyBytes": runtime.max_body_bytes,
-        },
+        "runtime": runtime_values(manifest),
         "ingress": {
             "host": service.host,
             "flavor": service.ingress and service.ingress.flavor,
@@ -332,7 +375,7 @@ def dump_values(values: Mapping[str, Any]) -> bytes:
 
 
 def dockerfile_context(manifest: Manifest, model_sha256: str) -> dict[str, Any]:
-    apt_packages, cran_packages = split_r_packages(manifest.r.packages, manifest.image.flavor)
+    apt_packages, cran_packages = split_r_packages(manifest.r.packages, manifest.image.base_family)
     labels = {
         "io.rmodelpack.model.name": manifest.name,
         "io.rmodelpack.model.sha256": model_sha256,
@@ -345,7 +388,8 @@ def dockerfile_context(manifest: Manifest, model_sha256: str) -> dict[str, Any]:
         "header": f"# Generated by rmodelpack {__version__} from rmodel.yaml; "
         "edit the manifest, not this file",
         "base_image": manifest.base_image,
-        "flavor": manifest.image.flavor,
+        # the template's name for the base family (image.base_family)
+        "flavor": manifest.image.base_family,
         "apt_packages": sorted(set(apt_packages) | set(manifest.r.system_packages)),
         "cran_packages": cran_packages,
         "renv_lock": "app/renv.lock" if manifest.r.renv_lock else None,
@@ -406,35 +450,29 @@ def predict_body(manifest: Manifest, base_dir: Path) -> str | None:
         raise RenderError(f"input.example: {path} is not readable JSON ({exc})") from exc
 
 
-def current_sizing(
-    manifest: Manifest, previous_dir: Path | None, model_sha256: str
-) -> dict[str, Any] | None:
-    if previous_dir is None:
-        return None
-    sizing = stored_sizing(previous_dir, model_sha256)
-    if sizing is None or sizing.get("workers") != deployment_workers(manifest):
-        return None
-    return sizing
-
-
 def render_files(
-    manifest: Manifest, base_dir: Path, *, previous_dir: Path | None = None
-) -> tuple[dict[str, bytes], str, str]:
-    """Return (files, image reference, model sha256) for a validated manifest.
+    manifest: Manifest,
+    base_dir: Path,
+    *,
+    previous_hashes: Mapping[str, str] | None = None,
+    sizing: Mapping[str, Any] | None = None,
+) -> Rendered:
+    """The whole output of a validated manifest, in memory.
 
-    ``previous_dir`` is an earlier output: its bcrypt hashes are kept when the passwords still
-    match, and its sizing.json (from `rmodelpack size`) is kept while the model is the same.
+    ``previous_hashes`` ({user: bcrypt hash}, from an earlier values.yaml) are kept when the
+    passwords still match, so a re-render is byte-identical. ``sizing`` (an earlier
+    `rmodelpack size`'s sizing.json) sizes the memory values while it fits this model and
+    worker count, and is carried in the output.
     """
     model_sha256 = sha256_file(base_dir / manifest.model.path)
     files = image_files(manifest, base_dir, model_sha256)
     tag = image_tag(manifest, files)
-    previous = previous_hashes(previous_dir / "values.yaml") if previous_dir else {}
-    sizing = current_sizing(manifest, previous_dir, model_sha256)
+    sizing = applicable_sizing(manifest, sizing, model_sha256)
     values = chart_values(
         manifest,
         image_tag=tag,
         model_sha256=model_sha256,
-        users=htpasswd_lines(manifest, base_dir, previous),
+        users=htpasswd_lines(manifest, base_dir, previous_hashes or {}),
         predict_body=predict_body(manifest, base_dir),
         sizing=sizing,
     )
@@ -444,7 +482,7 @@ def render_files(
     )
     if sizing is not None:
         files[SIZING_FILE] = (json.dumps(sizing, indent=2, sort_keys=True) + "\n").encode()
-    return files, f"{manifest.repository}:{tag}", model_sha256
+    return Rendered(files, f"{manifest.repository}:{tag}", model_sha256)
 
 
 def check_output_dir(out_dir: Path, protected: Path | None = None) -> None:
@@ -454,17 +492,23 @@ def check_output_dir(out_dir: Path, protected: Path | None = None) -> None:
         protected = protected.resolve()
         if out_dir == protected or out_dir in protected.parents:
             raise OutputDirError(
-                f"-o {out_dir} is the manifest's folder or one above it; render replaces its "
-                "output folder whole, so choose a folder of its own (default: .rmodelpack/)"
+                f"the output folder {out_dir} is the manifest's folder or one above it; render "
+                "replaces its output folder whole, so choose a folder of its own "
+                f"(default: {contract.DEFAULT_OUT_DIR}/ beside the manifest)",
+                parameter="out_dir",
             )
     if not out_dir.exists():
         return
     if not out_dir.is_dir():
-        raise OutputDirError(f"-o {out_dir} exists and is not a folder; choose another")
+        raise OutputDirError(
+            f"the output folder {out_dir} exists and is not a folder; choose another",
+            parameter="out_dir",
+        )
     if any(out_dir.iterdir()) and not (out_dir / OUTPUT_MARKER).is_file():
         raise OutputDirError(
-            f"-o {out_dir} holds files that rmodelpack did not write; render replaces its output "
-            "folder whole, so choose an empty or new folder"
+            f"the output folder {out_dir} holds files that rmodelpack did not write; render "
+            "replaces its output folder whole, so choose an empty or new folder",
+            parameter="out_dir",
         )
 
 
@@ -491,7 +535,10 @@ def _swap_in(staging: Path, out_dir: Path) -> None:
         staging.rename(out_dir)
         return
     if not out_dir.is_dir():
-        raise RenderError(f"{out_dir} exists and is not a folder; choose another -o")
+        raise RenderError(
+            f"{out_dir} exists and is not a folder; choose another output folder",
+            parameter="out_dir",
+        )
     retired = out_dir.with_name(f".{out_dir.name}.old")
     shutil.rmtree(retired, ignore_errors=True)
     out_dir.rename(retired)
@@ -501,13 +548,3 @@ def _swap_in(staging: Path, out_dir: Path) -> None:
         retired.rename(out_dir)
         raise
     shutil.rmtree(retired, ignore_errors=True)
-
-
-def render(manifest_path: str | Path, out_dir: str | Path) -> RenderResult:
-    """Validate the manifest and write the build context + values.yaml to out_dir."""
-    manifest, base_dir = load_manifest(manifest_path)
-    out = Path(out_dir)
-    check_output_dir(out, protected=base_dir)
-    files, image, model_sha256 = render_files(manifest, base_dir, previous_dir=out)
-    write_atomically(files, out)
-    return RenderResult(out.resolve(), image, model_sha256, tuple(sorted(files)))

@@ -1,4 +1,7 @@
-"""Run the scoring server locally: natively (R + nginx on this machine) or in docker."""
+"""Run the scoring server locally: natively (R + nginx on this machine) or in docker.
+
+Library code: output of the server goes to a callback, never to our own stdout.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +10,16 @@ import shutil
 import signal
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
-from rmodelpack.exceptions import ToolNotFound
-from rmodelpack.render import CONTAINER_UID, RenderResult
+from rmodelpack.containers import run_hardened
+from rmodelpack.exceptions import BuildError, ToolNotFound
+
+Output = Callable[[str], None] | None
+
+__all__ = ["native_environment", "run_hardened", "serve_docker", "serve_native"]
 
 
 def native_tools_missing() -> list[str]:
@@ -22,41 +29,40 @@ def native_tools_missing() -> list[str]:
     return missing
 
 
-def native_environment(
-    rendered: RenderResult, port: int, tmpdir: Path, model_path: Path
-) -> dict[str, str]:
-    """Point the runtime at the rendered files instead of the in-image paths.
+def native_environment(out_dir: Path, port: int, tmpdir: Path, model_path: Path) -> dict[str, str]:
+    """Point the runtime at the rendered files in ``out_dir`` instead of the in-image paths.
 
     ``model_path`` is the manifest's own model file: the model rendered into the image
     context when there is one, else (source url/pvc) the local copy the manifest names.
     """
-    out = rendered.out_dir
     env = dict(os.environ)
     env.update(
-        RMP_CONFIG=str(out / "app" / "rmodelpack.json"),
+        RMP_CONFIG=str(out_dir / "app" / "rmodelpack.json"),
         RMP_PORT=str(port),
         RMP_HOST="127.0.0.1",
         RMP_TMPDIR=str(tmpdir),
     )
-    rendered_model = out / "model" / "model.rds"
+    rendered_model = out_dir / "model" / "model.rds"
     env["RMP_MODEL_PATH"] = str(rendered_model if rendered_model.is_file() else model_path)
-    scripts = [p for p in (out / "app").iterdir() if p.suffix in (".R", ".r")]
+    scripts = [p for p in (out_dir / "app").iterdir() if p.suffix in (".R", ".r")]
     if scripts:
         env["RMP_SCRIPT_PATH"] = str(scripts[0])
     return env
 
 
-def serve_native(rendered: RenderResult, port: int, model_path: Path) -> int:
-    """Run runtime/entrypoint.sh in the foreground until it exits or we are interrupted."""
+def serve_native(out_dir: Path, port: int, model_path: Path) -> int:
+    """Run a rendered output's runtime/entrypoint.sh in the foreground until it exits or we are
+    interrupted; return its exit status. The server writes to our stdout/stderr directly."""
     missing = native_tools_missing()
     if missing:
         raise ToolNotFound(
             f"serving natively needs {', '.join(missing)}; install them "
-            "(Debian: apt-get install r-base-core r-cran-plumber nginx-light) or use --docker"
+            "(Debian: apt-get install r-base-core r-cran-plumber nginx-light) or serve in docker",
+            parameter="docker",
         )
     with tempfile.TemporaryDirectory(prefix="rmodelpack-serve-") as tmp:
-        env = native_environment(rendered, port, Path(tmp), model_path)
-        entrypoint = rendered.out_dir / "runtime" / "entrypoint.sh"
+        env = native_environment(out_dir, port, Path(tmp), model_path)
+        entrypoint = out_dir / "runtime" / "entrypoint.sh"
         process = subprocess.Popen(["bash", str(entrypoint)], env=env)
 
         def forward(signum: int, _frame: FrameType | None) -> None:
@@ -70,32 +76,20 @@ def serve_native(rendered: RenderResult, port: int, model_path: Path) -> int:
                 signal.signal(sig, handler)
 
 
-def run_hardened(client: Any, image: str, port: int, **options: Any) -> Any:
-    """Start the image as the chart runs it (read-only root, tmpfs /tmp, no capabilities,
-    uid 10001), detached, published on 127.0.0.1:port only."""
-    return client.containers.run(
-        image,
-        detach=True,
-        read_only=True,
-        tmpfs={"/tmp": "rw,nosuid,nodev,size=256m"},
-        cap_drop=["ALL"],
-        security_opt=["no-new-privileges"],
-        user=f"{CONTAINER_UID}:{CONTAINER_UID}",
-        ports={"8000/tcp": ("127.0.0.1", port)},
-        **options,
-    )
-
-
 def serve_docker(
-    image: str, port: int, *, name: str | None = None, detach: bool = False
+    image: str,
+    port: int,
+    *,
+    name: str | None = None,
+    detach: bool = False,
+    on_output: Output = None,
 ) -> tuple[str, int]:
     """Run the image hardened as in Kubernetes, published on 127.0.0.1:port only.
 
-    Returns (container id, exit status); with detach the status is 0 and the container runs on.
+    The container's log goes to ``on_output`` as it comes. Returns (container id, exit status);
+    with detach the status is 0 and the container runs on.
     """
     import docker
-
-    from rmodelpack.exceptions import BuildError
 
     try:
         container = run_hardened(docker.from_env(), image, port, name=name)
@@ -105,11 +99,11 @@ def serve_docker(
         return container.id, 0
     try:
         for chunk in container.logs(stream=True, follow=True):
-            print(chunk.decode(errors="replace"), end="", flush=True)
+            if on_output is not None:
+                on_output(chunk.decode(errors="replace"))
         return container.id, container.wait()["StatusCode"]
     except KeyboardInterrupt:
         container.stop(timeout=40)
         return container.id, 0
     finally:
-        if not detach:
-            container.remove(force=True)
+        container.remove(force=True)

@@ -1,4 +1,8 @@
-"""Memory sizing: run the built image, score the example rows, measure what it really uses.
+"""Memory sizing: run a built image, score example rows, measure what it really uses.
+
+This module only measures (and recommends from a measurement). Which worker count to measure
+and where the result goes are the pipeline's (``rmodelpack.pipeline.size``); render turns a
+stored measurement into memory values.
 
 R models live in memory and every worker holds (a copy-on-write share of) the model, so the pod's
 memory request must come from a measurement, not a guess. The image runs once with one worker and
@@ -18,16 +22,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from rmodelpack.exceptions import BuildError, UsageError
-from rmodelpack.manifest import Manifest
+from rmodelpack.containers import run_hardened, wait_ready
+from rmodelpack.exceptions import UsageError
 
-SIZING_FILE = "sizing.json"
 # Headroom over the measured working set: R's heap grows between garbage collections.
 REQUEST_MARGIN = 0.3
 MEBIBYTE = 1024 * 1024
 ROUND_TO_MI = 16
 WARMUP_REQUESTS = 100
-READY_TIMEOUT_SECONDS = 180
 
 Progress = Callable[[str], None] | None
 
@@ -66,30 +68,6 @@ class Sizing:
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
-
-
-def deployment_workers(manifest: Manifest) -> int | None:
-    """The worker count pods of this manifest run: runtime.workers, or (auto) the CPU request
-    rounded up, as the chart passes it; None when the manifest leaves both to the chart."""
-    if isinstance(manifest.runtime.workers, int):
-        return manifest.runtime.workers
-    resources = manifest.service.resources
-    cpu = resources.requests.cpu if resources and resources.requests else None
-    if not cpu:
-        return None
-    cores = float(cpu[:-1]) / 1000 if cpu.endswith("m") else float(cpu)
-    return max(1, math.ceil(cores))
-
-
-def sizing_workers(manifest: Manifest, override: int | None) -> int:
-    """The worker count to measure: --workers, else what the pods will run."""
-    workers = override if override is not None else deployment_workers(manifest)
-    if workers is None:
-        raise UsageError(
-            "cannot tell how many workers the pods run: set runtime.workers or "
-            "service.resources.requests.cpu in the manifest, or pass --workers"
-        )
-    return workers
 
 
 def parse_mib(quantity: str) -> float:
@@ -161,32 +139,13 @@ def _post(url: str, body: bytes) -> int:
         return exc.code
 
 
-def _wait_ready(url: str, container: Any) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        container.reload()
-        if container.status == "exited":
-            logs = container.logs(tail=20).decode(errors="replace")
-            raise BuildError(f"the container exited before it was ready:\n{logs}")
-        time.sleep(0.5)
-    raise BuildError(f"the container was not ready within {READY_TIMEOUT_SECONDS} s")
-
-
 def measure(
     client: Any, image: str, workers: int, body: bytes, port: int, on_progress: Progress = None
 ) -> Measurement:
-    from rmodelpack.serve import run_hardened
-
     container = run_hardened(client, image, port, environment={"RMP_WORKERS": str(workers)})
     try:
         base = f"http://127.0.0.1:{port}"
-        _wait_ready(f"{base}/readyz", container)
+        wait_ready(f"{base}/readyz", container)
         statuses = {_post(f"{base}/predict", body) for _ in range(WARMUP_REQUESTS)}
         if statuses != {200}:
             raise UsageError(
@@ -206,7 +165,6 @@ def measure(
 
 
 def size_image(
-    manifest: Manifest,
     *,
     image: str,
     model_sha256: str,
@@ -227,15 +185,3 @@ def size_image(
     )
     request, limit = recommend(one, many)
     return Sizing(model_sha256, image, workers, one, many, request, limit)
-
-
-# --- feeding render ------------------------------------------------------------------------------
-
-
-def stored_sizing(out_dir: Path, model_sha256: str) -> dict[str, Any] | None:
-    """The sizing an earlier `rmodelpack size` stored for this very model, if any."""
-    try:
-        data = json.loads((out_dir / SIZING_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if data.get("model_sha256") == model_sha256 else None

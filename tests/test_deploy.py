@@ -103,7 +103,7 @@ def test_extra_values_files_override_the_rendered_ones(rendered: Path, tmp_path:
     assert ("azmonitoring.coreos.com/v1", "ServiceMonitor") in kinds
     missing = rmodelpack("deploy", str(rendered / "values.yaml"), "--dry-run", "-f", "nope.yaml")
     assert missing.returncode == 2
-    assert "--values nope.yaml: no such file" in missing.stderr
+    assert "nope.yaml: no such file (option: -f/--values)" in missing.stderr
 
 
 EVERY_OPTION = {

@@ -11,7 +11,7 @@ checked by the tool it calls:
 
 Steps run for real, with these substitutions for Azure:
 - ACR → the local registry: ACR_LOGIN_SERVER=127.0.0.1:5000 (what `az acr show` prints on Azure).
-- AKS → the offline control plane of ci/cluster.sh (kube-apiserver + kwok). Namespace `models` →
+- AKS → the offline control plane of testbed/cluster.sh (kube-apiserver + kwok). Namespace `models` →
   a fresh namespace per run, deleted afterwards. `kubectl apply` of the ClusterIssuers gets
   `--dry-run=server`, so the shared cluster keeps no cluster-scoped objects.
 - https://$HOST → the pushed image, run hardened in docker on 127.0.0.1 over plain HTTP. TLS and

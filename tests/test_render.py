@@ -11,11 +11,11 @@ import pytest
 import yaml
 from conftest import EXAMPLES_DIR
 
+from rmodelpack import render
 from rmodelpack.manifest import load_manifest, parse_manifest
 from rmodelpack.render import (
     OUTPUT_MARKER,
     content_hash,
-    render,
     render_files,
     split_r_packages,
     write_atomically,
@@ -146,7 +146,10 @@ def test_runtime_config_carries_every_runtime_field(tmp_path: Path):
         "timeout_seconds",
         "drain_seconds",
         "port",
+        "batching",
     }
+    assert config["runtime"]["batching"] == {"enabled": True, "max_rows": 256}
+    assert config["scoring"]["rowwise"] is False
     assert config["model"]["path"] == "/opt/rmodelpack/model/model.rds"
     assert len(config["model"]["sha256"]) == 64
     assert all(
@@ -276,26 +279,8 @@ def test_a_stored_sizing_applies_only_to_the_same_model_and_worker_count(tmp_pat
     del data["service"]["resources"]["limits"]
     manifest = parse_manifest(data, source="m", base_dir=folder)
     sizing(2, first.model_sha256)
-    files, _, _ = render_files(manifest, folder, previous_dir=out)
+    stored = json.loads((out / "sizing.json").read_text())
+    files, _, _ = render_files(manifest, folder, sizing=stored)
     resources = yaml.safe_load(files["values.yaml"])["resources"]
     assert resources == {"requests": {"cpu": "2", "memory": "400Mi"}, "limits": {"memory": "608Mi"}}
     assert "sizing.json" in files
-
-
-def test_the_charts_server_defaults_are_the_manifest_models():
-    """chart/values.yaml needs numbers for hand-written installs; they must stay the manifest
-    model's defaults (the one source), or a chart-only install would drift from rendered ones."""
-    from rmodelpack.manifest import RuntimeSpec
-    from rmodelpack.render import CONTAINER_PORT
-
-    chart = yaml.safe_load((Path(__file__).parent.parent / "chart" / "values.yaml").read_text())
-    runtime = RuntimeSpec()
-    assert chart["server"] == {
-        "workers": None,  # auto: the chart passes the CPU request
-        "threads": runtime.threads,
-        "timeoutSeconds": runtime.timeout_seconds,
-        "drainSeconds": runtime.drain_seconds,
-        "maxBodyBytes": runtime.max_body_bytes,
-        "port": CONTAINER_PORT,
-    }
-    assert runtime.workers == "auto"

@@ -205,9 +205,12 @@ def test_twine_check_passes(dists: Dists):
 
 
 def test_installed_package_is_the_wheel_not_the_checkout(installed: Installed):
+    # `import rmodelpack.build as b` would give the function rmodelpack.build (the package
+    # exports the pipeline's functions under the modules' names); import the parts by name.
     probe = (
-        "import json, rmodelpack, rmodelpack.build as b, rmodelpack.deploy as d; "
-        "print(json.dumps([rmodelpack.__file__, str(d.chart_path()), str(b.BASE_IMAGES_DIR)]))"
+        "import json, rmodelpack; from rmodelpack.build import BASE_IMAGES_DIR; "
+        "from rmodelpack.deploy import chart_path; "
+        "print(json.dumps([rmodelpack.__file__, str(chart_path()), str(BASE_IMAGES_DIR)]))"
     )
     completed = run(
         [str(installed.python), "-c", probe], cwd=installed.workdir, env=installed.env()

@@ -1,11 +1,49 @@
+{{/* The pod: image, model location, shutdown timing, the runtime's environment and the
+model download. */}}
+
+{{- define "rmodelpack.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/*
+Where the pod reads model.rds for the url and pvc sources (the image source needs no override).
+*/}}
+{{- define "rmodelpack.modelMountPath" -}}
+/var/lib/rmodelpack/model
+{{- end }}
+
+{{- define "rmodelpack.modelPath" -}}
+{{- if eq .Values.model.source "pvc" }}
+{{- printf "%s/%s" (include "rmodelpack.modelMountPath" .) (trimPrefix "/" .Values.model.pvc.subPath) }}
+{{- else if eq .Values.model.source "url" }}
+{{- printf "%s/model.rds" (include "rmodelpack.modelMountPath" .) }}
+{{- end }}
+{{- end }}
+
+{{/*
+Grace period: preStop sleep + the server's drain + the longest in-flight request + a margin for
+process exit, so the kubelet never SIGKILLs a pod that is still finishing requests.
+*/}}
+{{- define "rmodelpack.terminationGracePeriodSeconds" -}}
+{{- if kindIs "invalid" .Values.terminationGracePeriodSeconds }}
+{{- add .Values.preStopSleepSeconds .Values.runtime.drainSeconds .Values.runtime.timeoutSeconds 10 }}
+{{- else }}
+{{- .Values.terminationGracePeriodSeconds }}
+{{- end }}
+{{- end }}
+
 {{/*
 Environment of the model server (the runtime's RMP_* overrides, see docs/design.md).
 */}}
-{{- define "rmodelpack.serverEnv" -}}
+{{- define "rmodelpack.runtimeEnv" -}}
 - name: RMP_PORT
-  value: {{ .Values.server.port | quote }}
+  value: {{ .Values.runtime.port | quote }}
 - name: RMP_WORKERS
-{{- if kindIs "invalid" .Values.server.workers }}
+{{- if kindIs "invalid" .Values.runtime.workers }}
   {{- /* One worker per requested core, rounded up: divisor 1 turns 500m into 1. */}}
   valueFrom:
     resourceFieldRef:
@@ -13,28 +51,33 @@ Environment of the model server (the runtime's RMP_* overrides, see docs/design.
       resource: requests.cpu
       divisor: "1"
 {{- else }}
-  value: {{ .Values.server.workers | quote }}
+  value: {{ .Values.runtime.workers | quote }}
 {{- end }}
 - name: RMP_THREADS
-  value: {{ .Values.server.threads | quote }}
+  value: {{ .Values.runtime.threads | quote }}
 - name: RMP_TIMEOUT_SECONDS
-  value: {{ .Values.server.timeoutSeconds | quote }}
+  value: {{ .Values.runtime.timeoutSeconds | quote }}
 - name: RMP_DRAIN_SECONDS
-  value: {{ .Values.server.drainSeconds | quote }}
+  value: {{ .Values.runtime.drainSeconds | quote }}
 - name: RMP_MAX_BODY_BYTES
-  value: {{ int64 .Values.server.maxBodyBytes | quote }}
+  value: {{ int64 .Values.runtime.maxBodyBytes | quote }}
+- name: RMP_BATCHING
+  value: {{ .Values.runtime.batching.enabled | toString | quote }}
+- name: RMP_BATCH_MAX_ROWS
+  value: {{ int64 .Values.runtime.batching.maxRows | quote }}
 - name: RMP_TMPDIR
   value: /tmp
 {{- if ne .Values.model.source "image" }}
 - name: RMP_MODEL_PATH
-  value: {{ include "rmodelpack.modelPath" . }}
+  value: {{ include "rmodelpack.modelPath" . | quote }}
 {{- end }}
 {{- end }}
 
 {{/*
-The url source: the model image itself (it has bash, curl and sha256sum) downloads model.rds into
-the shared emptyDir and verifies it; a mismatch fails the init container, so the pod never starts
-on a wrong model. The URL (a SAS token) comes from a Secret and is never echoed.
+The url source: the model image itself runs its fetch-model.sh (rmodelpack/runtime/), which
+downloads model.rds into the shared emptyDir and verifies it; a mismatch fails the init container,
+so the pod never starts on a wrong model. The URL (a SAS token) comes from a Secret and is never
+echoed.
 */}}
 {{- define "rmodelpack.modelDownloadContainer" -}}
 - name: fetch-model
@@ -44,41 +87,26 @@ on a wrong model. The URL (a SAS token) comes from a Secret and is never echoed.
   securityContext:
     {{- omit .Values.containerSecurityContext "enabled" | toYaml | nindent 4 }}
   {{- end }}
+  {{- /* An image built before the script existed would fail with a bare "No such file" (127). */}}
   command:
     - /bin/bash
     - -c
-    - |
-      set -euo pipefail
-      part="$MODEL_DIR/model.rds.part"
-      {{- if .Values.model.url.allowHttp }}
-      protocols="=http,https"
-      {{- else }}
-      protocols="=https"
-      {{- end }}
-      # curl exits 1 (unsupported protocol) for a URL or a redirect outside $protocols.
-      rc=0
-      curl --fail --silent --show-error --location --retry 3 --retry-delay 2 \
-        --proto "$protocols" --proto-redir "$protocols" --output "$part" "$MODEL_URL" || rc=$?
-      if [ "$rc" -eq 1 ]; then
-        echo "fetch-model: refused: the model URL or a redirect is not https (allowed: ${protocols#=}); serve the model over https or set model.url.allowHttp=true" >&2
-      fi
-      if [ "$rc" -ne 0 ]; then
-        rm -f "$part"
-        exit "$rc"
-      fi
-      if ! echo "$MODEL_SHA256  $part" | sha256sum --check --strict --status -; then
-        echo "fetch-model: sha256 of the downloaded model is $(sha256sum "$part" | cut -d' ' -f1), expected $MODEL_SHA256" >&2
-        rm -f "$part"
-        exit 1
-      fi
-      mv "$part" "$MODEL_DIR/model.rds"
-      echo "fetch-model: model.rds verified (sha256 $MODEL_SHA256)"
+    - >-
+      [ -f "$1" ] || { echo "fetch-model: $1 is missing: model.source=url needs a model image
+      built by rmodelpack {{ .Chart.AppVersion }} or later; rebuild the image or use model.source=image" >&2;
+      exit 127; }; script="$1"; shift; exec /bin/bash "$script" "$@"
+    - fetch-model
+    - /opt/rmodelpack/runtime/fetch-model.sh
+  {{- if .Values.model.url.allowHttp }}
+  args:
+    - --allow-http
+  {{- end }}
   env:
     - name: MODEL_URL
       valueFrom:
         secretKeyRef:
-          name: {{ .Values.model.url.existingSecret }}
-          key: {{ .Values.model.url.key }}
+          name: {{ .Values.model.url.existingSecret | quote }}
+          key: {{ .Values.model.url.key | quote }}
     - name: MODEL_SHA256
       value: {{ .Values.model.sha256 | quote }}
     - name: MODEL_DIR

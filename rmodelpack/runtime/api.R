@@ -127,25 +127,47 @@ rmp_body_key <- function(parsed, key) {
   if (is.null(names(parsed))) NULL else "data"
 }
 
-rmp_handler_predict <- function(ctx, key, wrap) {
-  validate <- rmp_make_validator(ctx$cfg$input)
+# Parses one scoring request: list(kind, rows, body); its rows are validated later, on their
+# own or together with a batch's (batch.R).
+rmp_predict_preparer <- function(ctx, key) {
   max_rows <- ctx$cfg$input$max_rows
-  predictor <- ctx$predictor
-  no_predictions <- if (wrap) "{\"predictions\":[]}" else "[]"
   kind <- ctx$cfg$output$kind
-  function(req, res) {
+  function(req) {
     as_kind <- rmp_request_kind(req, kind)
     body <- rmp_read_json_body(req)
     parsed <- rmp_parse_json(body)
     rows <- rmp_rows_from_body(parsed, rmp_body_key(parsed, key))
     rmp_check_row_count(rows, max_rows)
-    # No rows, no predictions: what /openapi.json allows, answered without calling the model.
-    if (length(rows) == 0) return(rmp_json_response(res, 200L, no_predictions, rows = 0L))
-    df <- validate(rows, body)
-    json <- rmp_predict_as(predictor, df, as_kind, kind)
-    out <- if (wrap) paste0("{\"predictions\":", json, "}") else as.character(json)
-    rmp_json_response(res, 200L, out, rows = nrow(df))
+    list(kind = as_kind, rows = rows, body = body)
   }
+}
+
+rmp_predictions_body <- function(json, wrap) {
+  if (wrap) paste0("{\"predictions\":", json, "}") else json
+}
+
+# Validates and scores one parsed request on its own: the unbatched path.
+rmp_request_scorer <- function(ctx, wrap) {
+  validate <- rmp_make_validator(ctx$cfg$input)
+  predictor <- ctx$predictor
+  kind <- ctx$cfg$output$kind
+  function(job, res) {
+    # No rows, no predictions: what /openapi.json allows, answered without calling the model.
+    if (length(job$rows) == 0) {
+      return(rmp_json_response(res, 200L, rmp_predictions_body("[]", wrap), rows = 0L))
+    }
+    df <- validate(job$rows, job$body)
+    json <- rmp_predict_as(predictor, df, job$kind, kind)
+    rmp_json_response(res, 200L, rmp_predictions_body(json, wrap), rows = nrow(df))
+  }
+}
+
+# The unbatched handler; its parts ride along for the batching front (rmp_batch_route).
+rmp_handler_predict <- function(ctx, key, wrap) {
+  prepare <- rmp_predict_preparer(ctx, key)
+  score <- rmp_request_scorer(ctx, wrap)
+  handler <- function(req, res) score(prepare(req), res)
+  structure(handler, prepare = prepare, score = score, wrap = wrap)
 }
 
 rmp_static_json <- function(value) {
@@ -155,10 +177,14 @@ rmp_static_json <- function(value) {
 }
 
 rmp_scoring_handlers <- function(ctx) {
+  guarded <- function(handler) {
+    structure(rmp_guard(handler), prepare = attr(handler, "prepare"), score = attr(handler, "score"),
+              wrap = attr(handler, "wrap"))
+  }
   list(
-    `/predict` = rmp_guard(rmp_handler_predict(ctx, "auto", wrap = TRUE)),
+    `/predict` = guarded(rmp_handler_predict(ctx, "auto", wrap = TRUE)),
     # The reference deployment's endpoint: {"df": [...]} in, a bare JSON array out.
-    `/score` = rmp_guard(rmp_handler_predict(ctx, "df", wrap = FALSE))
+    `/score` = guarded(rmp_handler_predict(ctx, "df", wrap = FALSE))
   )
 }
 
@@ -227,23 +253,75 @@ rmp_light_response <- function() {
   res
 }
 
-rmp_call_light <- function(handler, req) {
-  res <- handler(req, rmp_light_response())
-  list(status = res$status, headers = res$headers, body = res$body)
+rmp_light_result <- function(res) list(status = res$status, headers = res$headers, body = res$body)
+
+rmp_call_light <- function(handler, req) rmp_light_result(handler(req, rmp_light_response()))
+
+# A hot route with micro-batching (batch.R): function(req, started) -> a response, or a promise
+# of one when the request joined the queue. A request that fails before its rows are checked
+# (bad JSON, ?type=, too many rows) is answered at once and never queued.
+rmp_batch_route <- function(path, handler, batcher, metrics) {
+  prepare <- attr(handler, "prepare")
+  score <- attr(handler, "score")
+  wrap <- attr(handler, "wrap")
+  admit <- rmp_guard(function(req, res) {
+    res$job <- prepare(req)
+    res
+  })
+  route <- list(
+    answer = function(job, texts) {
+      list(status = 200L, headers = list(`Content-Type` = "application/json",
+                                         `X-Rmp-Rows` = as.character(job$n)),
+           body = rmp_predictions_body(rmp_json_array(texts), wrap))
+    },
+    alone = function(job) rmp_call_light(rmp_guard(function(req, res) score(job, res)), job$req),
+    done = function(job, response) {
+      rmp_record(metrics, path, "POST", response$status, rmp_now() - job$started)
+    }
+  )
+  function(req, started) {
+    res <- admit(req, rmp_light_response())
+    if (is.null(res$job) || length(res$job$rows) == 0) {
+      response <- if (is.null(res$job)) rmp_light_result(res) else
+        rmp_call_light(function(req, res2) score(res$job, res2), req)
+      rmp_record(metrics, path, "POST", response$status, rmp_now() - started)
+      return(response)
+    }
+    job <- list2env(res$job, parent = emptyenv())
+    job$req <- req
+    job$n <- length(job$rows)
+    job$started <- started
+    job$route <- route
+    if (rmp_batch_alone(batcher)) rmp_batch_now(batcher, job) else rmp_batch_submit(batcher, job)
+  }
+}
+
+rmp_batch_routes <- function(ctx, metrics) {
+  if (!rmp_batching_on(ctx$cfg)) return(list())
+  batcher <- rmp_new_batcher(rmp_make_validator(ctx$cfg$input), attr(ctx$predictor, "texts"),
+                             ctx$cfg$runtime$batching$max_rows, metrics)
+  hot <- ctx$scoring_handlers
+  stats::setNames(lapply(names(hot), function(path) {
+    rmp_batch_route(path, hot[[path]], batcher, metrics)
+  }), names(hot))
 }
 
 # The httpuv app. POST /predict and /score go straight to their handlers (the same ones the
-# router holds): plumber's routing, hooks and serializer steps cost about as much as the
-# scoring itself (benchmarks/README.md). plumber answers everything else. Every answer is
-# counted for /metrics.
+# router holds), through the batching queue when batching is on: plumber's routing, hooks and
+# serializer steps cost about as much as the scoring itself (benchmarks/README.md). plumber
+# answers everything else. Every answer is counted for /metrics.
 rmp_app <- function(ctx, metrics, idle_gc) {
   pr <- ctx$router
   hot <- ctx$scoring_handlers
+  batched <- rmp_batch_routes(ctx, metrics)
   list(call = function(req) {
     started <- rmp_now()
     # Before the work: the worker's heartbeat then says when this request started (worker.R).
     rmp_note_request(idle_gc)
-    handler <- if (identical(req$REQUEST_METHOD, "POST")) hot[[req$PATH_INFO]]
+    post <- identical(req$REQUEST_METHOD, "POST")
+    route <- if (post) batched[[req$PATH_INFO]]
+    if (!is.null(route)) return(route(req, started))
+    handler <- if (post) hot[[req$PATH_INFO]]
     response <- if (is.null(handler)) rmp_fix_405(req, pr$call(req)) else rmp_call_light(handler, req)
     rmp_record(metrics, rmp_route_label(req$PATH_INFO), req$REQUEST_METHOD,
                response$status, rmp_now() - started)

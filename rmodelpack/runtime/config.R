@@ -31,13 +31,16 @@ rmp_env_overrides <- list(
   RMP_MODEL_PATH = "model.path", RMP_SCRIPT_PATH = "scoring.script",
   RMP_WORKERS = "runtime.workers", RMP_THREADS = "runtime.threads", RMP_PORT = "runtime.port",
   RMP_TIMEOUT_SECONDS = "runtime.timeout_seconds", RMP_DRAIN_SECONDS = "runtime.drain_seconds",
-  RMP_MAX_BODY_BYTES = "runtime.max_body_bytes"
+  RMP_MAX_BODY_BYTES = "runtime.max_body_bytes", RMP_BATCHING = "runtime.batching.enabled",
+  RMP_BATCH_MAX_ROWS = "runtime.batching.max_rows"
 )
 
 rmp_set_path <- function(x, path, value) {
   keys <- strsplit(path, ".", fixed = TRUE)[[1]]
   if (length(keys) == 1) {
     x[[keys]] <- value
+  } else if (is.null(x[[keys[[1]]]])) {
+    x[[keys[[1]]]] <- rmp_set_path(list(), paste(keys[-1], collapse = "."), value)
   } else {
     x[[keys[[1]]]] <- rmp_set_path(x[[keys[[1]]]], paste(keys[-1], collapse = "."), value)
   }
@@ -68,6 +71,30 @@ rmp_resolve_workers <- function(value) {
   rmp_int(value, "runtime.workers")
 }
 
+# Until every renderer emits runtime.batching, a json without it gets these (COMMON defaults).
+rmp_batching_defaults <- list(enabled = TRUE, max_rows = 256L)
+
+rmp_bool <- function(value, path) {
+  if (is.logical(value) && length(value) == 1 && !is.na(value)) return(value)
+  text <- tolower(paste(format(value), collapse = ","))
+  if (text %in% c("true", "false")) return(text == "true")
+  rmp_config_error("config key '", path, "' must be true or false, got '", text, "'")
+}
+
+rmp_normalise_batching <- function(batching) {
+  batching <- utils::modifyList(rmp_batching_defaults, batching %||% list())
+  list(enabled = rmp_bool(batching$enabled, "runtime.batching.enabled"),
+       max_rows = rmp_int(batching$max_rows, "runtime.batching.max_rows"))
+}
+
+# Batching scores concurrent requests in one call on their concatenated rows: right for
+# predict(), which scores each row on its own; a scoring script may compute across rows, so it
+# is batched only when the manifest declares it row-wise (scoring.rowwise).
+rmp_batching_on <- function(cfg) {
+  cfg$runtime$batching$enabled &&
+    (is.null(cfg$scoring$script) || isTRUE(cfg$scoring$rowwise))
+}
+
 rmp_normalise_runtime <- function(cfg) {
   rt <- cfg$runtime
   rt$workers <- rmp_resolve_workers(rt$workers)
@@ -75,6 +102,7 @@ rmp_normalise_runtime <- function(cfg) {
     rt[[key]] <- rmp_int(rt[[key]], paste0("runtime.", key))
   }
   rt$drain_seconds <- rmp_int(rt$drain_seconds, "runtime.drain_seconds", min = 0L)
+  rt$batching <- rmp_normalise_batching(rt$batching)
   cfg$runtime <- rt
   cfg$input$max_rows <- rmp_int(cfg$input$max_rows, "input.max_rows")
   if (!cfg$input$extra_columns %in% c("ignore", "reject")) {

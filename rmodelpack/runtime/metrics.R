@@ -9,16 +9,29 @@ rmp_metrics_dir <- function(run_dir) file.path(run_dir, "metrics")
 
 rmp_read_rds <- function(path) tryCatch(readRDS(path), error = function(e) NULL)
 
+# Micro-batching (batch.R): requests per predict() call, and how long a request waited in the
+# queue before its batch was scored.
+rmp_batch_buckets <- c(1, 2, 4, 8, 16, 32, 64, 128, 256)
+rmp_wait_buckets <- c(0, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                      0.25, 1)
+
+rmp_new_histogram <- function(bounds) list(buckets = numeric(length(bounds) + 1), sum = 0, count = 0)
+
 rmp_new_counters <- function() {
-  list(requests = numeric(0), buckets = numeric(length(rmp_buckets) + 1), sum = 0, count = 0)
+  list(requests = numeric(0), buckets = numeric(length(rmp_buckets) + 1), sum = 0, count = 0,
+       batch_requests = rmp_new_histogram(rmp_batch_buckets),
+       batch_wait = rmp_new_histogram(rmp_wait_buckets))
 }
+
+rmp_counter_names <- names(rmp_new_counters())
 
 # The metrics of this process when it is a worker (set after the fork).
 rmp_state <- new.env(parent = emptyenv())
 
 rmp_new_metrics <- function(run_dir, worker_id) {
   path <- file.path(rmp_metrics_dir(run_dir), sprintf("w%d.rds", worker_id))
-  metrics <- list2env(rmp_read_rds(path) %||% rmp_new_counters(), parent = emptyenv())
+  counters <- utils::modifyList(rmp_new_counters(), rmp_read_rds(path) %||% list())
+  metrics <- list2env(counters, parent = emptyenv())
   metrics$path <- path
   metrics$flush_pending <- FALSE
   metrics
@@ -37,6 +50,28 @@ rmp_record <- function(metrics, route, method, status, seconds) {
   rmp_schedule_flush(metrics)
 }
 
+rmp_observe <- function(histogram, bounds, value) {
+  bucket <- findInterval(value, bounds, left.open = TRUE) + 1L
+  histogram$buckets[[bucket]] <- histogram$buckets[[bucket]] + 1
+  histogram$sum <- histogram$sum + value
+  histogram$count <- histogram$count + 1
+  histogram
+}
+
+# One scoring call of the batching front: how many requests it scored together.
+rmp_record_batch_size <- function(metrics, requests) {
+  metrics$batch_requests <- rmp_observe(metrics$batch_requests, rmp_batch_buckets, requests)
+  rmp_schedule_flush(metrics)
+}
+
+# How long each request of a flush waited in the queue (0: scored at once, never queued).
+rmp_record_waits <- function(metrics, waits) {
+  histogram <- metrics$batch_wait
+  for (wait in waits) histogram <- rmp_observe(histogram, rmp_wait_buckets, wait)
+  metrics$batch_wait <- histogram
+  rmp_schedule_flush(metrics)
+}
+
 # Writing the file costs more than a prediction, so a burst of requests shares one write.
 rmp_schedule_flush <- function(metrics, delay = 0.2) {
   if (metrics$flush_pending) return(invisible())
@@ -46,7 +81,7 @@ rmp_schedule_flush <- function(metrics, delay = 0.2) {
 
 rmp_flush <- function(metrics) {
   metrics$flush_pending <- FALSE
-  counters <- mget(c("requests", "buckets", "sum", "count"), envir = metrics)
+  counters <- mget(rmp_counter_names, envir = metrics)
   tmp <- paste0(metrics$path, ".tmp")
   saveRDS(counters, tmp, compress = FALSE)
   file.rename(tmp, metrics$path)
@@ -69,8 +104,16 @@ rmp_sum_counters <- function(run_dir) {
     total$buckets <- total$buckets + counters$buckets
     total$sum <- total$sum + counters$sum
     total$count <- total$count + counters$count
+    for (name in c("batch_requests", "batch_wait")) {
+      total[[name]] <- rmp_add_histograms(total[[name]], counters[[name]])
+    }
   }
   total
+}
+
+rmp_add_histograms <- function(a, b) {
+  if (is.null(b)) return(a)
+  list(buckets = a$buckets + b$buckets, sum = a$sum + b$sum, count = a$count + b$count)
 }
 
 # nginx answers any method token with 405 or 400; the label set stays bounded.
@@ -116,12 +159,12 @@ rmp_requests_lines <- function(requests) {
   )
 }
 
-rmp_histogram_lines <- function(counters) {
-  name <- "rmp_request_duration_seconds"
+rmp_histogram_lines <- function(counters, name = "rmp_request_duration_seconds",
+                                bounds = rmp_buckets, help = "Time the R workers spent on a request.") {
   cumulative <- cumsum(counters$buckets)
-  les <- c(as.character(rmp_buckets), "+Inf")
+  les <- c(rmp_format_number(bounds), "+Inf")
   c(
-    rmp_metric_header(name, "histogram", "Time the R workers spent on a request."),
+    rmp_metric_header(name, "histogram", help),
     sprintf("%s_bucket{le=\"%s\"} %s", name, les, rmp_format_number(cumulative)),
     sprintf("%s_sum %s", name, rmp_format_number(counters$sum)),
     sprintf("%s_count %s", name, rmp_format_number(counters$count))
@@ -141,6 +184,10 @@ rmp_metrics_text <- function(run_dir, in_flight) {
   lines <- c(
     rmp_requests_lines(counters$requests),
     rmp_histogram_lines(counters),
+    rmp_histogram_lines(counters$batch_requests, "rmp_batch_requests", rmp_batch_buckets,
+                        "Requests scored together by one scoring call (micro-batching)."),
+    rmp_histogram_lines(counters$batch_wait, "rmp_batch_queue_wait_seconds", rmp_wait_buckets,
+                        "Time a request waited in its worker's batch queue before scoring."),
     rmp_gauge_lines("rmp_in_flight_requests", "gauge",
                     "Requests nginx is processing right now, this scrape excluded.", in_flight),
     rmp_gauge_lines("rmp_worker_restarts_total", "counter",

@@ -120,43 +120,35 @@ rmp_prob_object_texts <- function(probs) {
   paste0("{", do.call(paste, c(pairs, sep = ",")), "}")
 }
 
-# Returns a list(n = rows, json = JSON array text) in the shape of output.kind.
-rmp_shape_predictions <- function(result, kind) {
+# One JSON text per row, in the shape of output.kind: a batch's answers are cut from these.
+rmp_prediction_texts <- function(result, kind) {
   result <- rmp_unwrap_prediction(result)
   switch(kind,
-    value = {
-      values <- as.numeric(result)
-      list(n = length(values), json = rmp_numbers_json(values))
-    },
-    class = {
-      classes <- rmp_classes(result)
-      list(n = length(classes), json = rmp_json_array(rmp_string_texts(classes)))
-    },
-    probabilities = {
-      probs <- rmp_prob_matrix(result)
-      list(n = nrow(probs), json = rmp_json_array(rmp_prob_object_texts(probs)))
-    },
+    value = rmp_number_texts(as.numeric(result)),
+    class = rmp_string_texts(rmp_classes(result)),
+    probabilities = rmp_prob_object_texts(rmp_prob_matrix(result)),
     class_probabilities = {
       probs <- rmp_prob_matrix(result)
-      objects <- paste0('{"class":', rmp_string_texts(rmp_classes(probs)),
-                        ',"probabilities":', rmp_prob_object_texts(probs), "}")
-      list(n = nrow(probs), json = rmp_json_array(objects))
+      paste0('{"class":', rmp_string_texts(rmp_classes(probs)),
+             ',"probabilities":', rmp_prob_object_texts(probs), "}")
     }
   )
 }
 
-# predictor(df) answers in output.kind's shape; predictor(df, kind) in another one (?type=).
-# The scorer rides along for the inference protocols (protocols.R), which shape tensors.
+# texts(df, kind) gives one JSON text per row, in output.kind's shape or another one (?type=);
+# predictor(df, kind) the JSON array of them. The scorer rides along for the inference
+# protocols (protocols.R), which shape tensors.
 rmp_make_predictor <- function(scorer, kind) {
   default_kind <- kind
-  predictor <- function(df, kind = default_kind) {
-    shaped <- rmp_shape_predictions(scorer(df), kind)
-    if (shaped$n != nrow(df)) {
+  texts <- function(df, kind = default_kind) {
+    out <- rmp_prediction_texts(scorer(df), kind)
+    if (length(out) != nrow(df)) {
       rmp_abort(500L, "scoring_error", sprintf(
-        "the scoring function returned %d predictions for %d rows", shaped$n, nrow(df)
+        "the scoring function returned %d predictions for %d rows", length(out), nrow(df)
       ))
     }
-    shaped$json
+    out
   }
-  structure(predictor, scorer = scorer)
+  predictor <- function(df, kind = default_kind) rmp_json_array(texts(df, kind))
+  structure(predictor, scorer = scorer, texts = texts)
 }

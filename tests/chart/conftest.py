@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from conftest import require_tool as root_require_tool
 
+from chart.blob_server import MODEL_BYTES, make_self_signed_cert, serve, tls_context
 from chart.helm_template import KUBE_VERSIONS, parse_docs, render_text, scenario_files
 from chart.k8s_schemas import write_kubeconform_copy
 
@@ -54,3 +55,31 @@ def k8s_schema_root(tmp_path_factory) -> Path:
     for version in KUBE_VERSIONS:
         write_kubeconform_copy(version, root)
     return root
+
+
+# --- local blob stores for the model download (fetch-model.sh) -----------------------------------
+
+
+@pytest.fixture(scope="session")
+def blob_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("blob")
+    (root / "model.rds").write_bytes(MODEL_BYTES)
+    return root
+
+
+@pytest.fixture(scope="session")
+def model_server(blob_root) -> Iterator[str]:
+    """Plain-http blob store."""
+    yield from serve(blob_root)
+
+
+@pytest.fixture(scope="session")
+def self_signed_cert(require_tool, tmp_path_factory) -> tuple[Path, Path]:
+    return make_self_signed_cert(require_tool("openssl"), tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(scope="session")
+def https_server(blob_root, self_signed_cert, model_server) -> Iterator[str]:
+    """HTTPS blob store; its /redirect.rds redirects to the plain-http store's model."""
+    tls = tls_context(*self_signed_cert)
+    yield from serve(blob_root, tls, redirect_target=f"{model_server}/model.rds")

@@ -1,4 +1,4 @@
-"""The Deployment: replicas vs autoscaling, server env, probes, shutdown timing, model sources."""
+"""The Deployment: replicas vs autoscaling, runtime env, probes, shutdown timing, model sources."""
 
 from __future__ import annotations
 
@@ -63,12 +63,12 @@ def test_workers_follow_the_cpu_request_unless_set(helm):
             "divisor": "1",
         }
     }
-    assert env(deployment(helm, {"server": {"workers": 3}}))["RMP_WORKERS"] == "3"
+    assert env(deployment(helm, {"runtime": {"workers": 3}}))["RMP_WORKERS"] == "3"
 
 
-def test_server_settings_reach_the_runtime_env(helm):
+def test_runtime_settings_reach_the_runtime_env(helm):
     values = {
-        "server": {
+        "runtime": {
             "threads": 2,
             "timeoutSeconds": 12,
             "drainSeconds": 4,
@@ -86,6 +86,14 @@ def test_server_settings_reach_the_runtime_env(helm):
     assert "RMP_MODEL_PATH" not in variables  # the baked-in model needs no override
 
 
+def test_batching_is_on_by_default_and_reaches_the_runtime_env(helm):
+    defaults = env(deployment(helm))
+    assert (defaults["RMP_BATCHING"], defaults["RMP_BATCH_MAX_ROWS"]) == ("true", "256")
+    values = {"runtime": {"batching": {"enabled": False, "maxRows": 100000}}}
+    variables = env(deployment(helm, values))
+    assert (variables["RMP_BATCHING"], variables["RMP_BATCH_MAX_ROWS"]) == ("false", "100000")
+
+
 def test_probes_hit_healthz_and_readyz_with_a_startup_budget(helm):
     main = container(deployment(helm))
     assert main["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
@@ -101,7 +109,7 @@ def test_a_probe_can_be_switched_off(helm):
 
 
 def test_grace_period_covers_prestop_drain_and_the_longest_request(helm):
-    values = {"preStopSleepSeconds": 3, "server": {"drainSeconds": 7, "timeoutSeconds": 40}}
+    values = {"preStopSleepSeconds": 3, "runtime": {"drainSeconds": 7, "timeoutSeconds": 40}}
     doc = deployment(helm, values)
     assert container(doc)["lifecycle"] == {"preStop": {"sleep": {"seconds": 3}}}
     assert doc["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 3 + 7 + 40 + 10

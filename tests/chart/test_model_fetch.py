@@ -1,112 +1,24 @@
-"""The url-source initContainer script, run for real with bash and curl against local HTTP and
-HTTPS servers on 127.0.0.1: it installs a verified model, refuses a tampered one, and refuses
-plain http (also via a redirect) unless `model.url.allowHttp` is set."""
+"""The url-source initContainer as the chart renders it, run for real: its command (the image's
+fetch-model.sh, here the same file from rmodelpack/runtime/), args and env, with bash and curl
+against local HTTP and HTTPS servers on 127.0.0.1. It installs a verified model, refuses a
+tampered one, and refuses plain http (also via a redirect) unless `model.url.allowHttp` is set.
+The script's own edge cases are in test_fetch_model_script.py."""
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import http.server
 import os
-import ssl
 import subprocess
-import threading
 from pathlib import Path
 
 import pytest
 
-from chart.helm_template import one, render_chart
+from chart.blob_server import GOOD_SHA, MODEL_BYTES
+from chart.helm_template import CHART_DIR, one, render_chart
+from rmodelpack.contract import RUNTIME_DIR
 
-MODEL_BYTES = b"RDX3\n" + bytes(range(256)) * 64
-GOOD_SHA = hashlib.sha256(MODEL_BYTES).hexdigest()
+LOCAL_RUNTIME_DIR = CHART_DIR.parent / "rmodelpack" / "runtime"
 
 pytestmark = pytest.mark.helm
-
-
-class BlobHandler(http.server.SimpleHTTPRequestHandler):
-    """Serves the blob directory; /redirect.rds answers 302 to `redirect_target`."""
-
-    redirect_target = ""
-
-    def do_GET(self) -> None:
-        if self.path == "/redirect.rds":
-            self.send_response(302)
-            self.send_header("Location", self.redirect_target)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            return
-        super().do_GET()
-
-    def log_message(self, format: str, *args) -> None:
-        pass
-
-
-def serve(root: Path, tls: ssl.SSLContext | None = None, redirect_target: str = ""):
-    handler_class = type("Handler", (BlobHandler,), {"redirect_target": redirect_target})
-    handler = functools.partial(handler_class, directory=str(root))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    if tls is not None:
-        server.socket = tls.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
-
-
-@pytest.fixture(scope="module")
-def blob_root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("blob")
-    (root / "model.rds").write_bytes(MODEL_BYTES)
-    return root
-
-
-@pytest.fixture(scope="module")
-def model_server(blob_root):
-    server = serve(blob_root)
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-
-
-@pytest.fixture(scope="module")
-def self_signed_cert(require_tool, tmp_path_factory) -> tuple[Path, Path]:
-    openssl = require_tool("openssl")
-    directory = tmp_path_factory.mktemp("tls")
-    cert, key = directory / "cert.pem", directory / "key.pem"
-    subprocess.run(
-        [
-            openssl,
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    return cert, key
-
-
-@pytest.fixture(scope="module")
-def https_server(blob_root, self_signed_cert, model_server):
-    """HTTPS blob server; its /redirect.rds redirects to the plain-http server's model."""
-    cert, key = self_signed_cert
-    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    tls.load_cert_chain(cert, key)
-    server = serve(blob_root, tls, redirect_target=f"{model_server}/model.rds")
-    yield f"https://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
 
 
 def fetch_container(helm: str, sha256: str, allow_http: bool = False) -> dict:
@@ -114,6 +26,13 @@ def fetch_container(helm: str, sha256: str, allow_http: bool = False) -> dict:
     values = {"model": {"source": "url", "sha256": sha256, "url": url}}
     docs = render_chart(values, show_only=["templates/deployment.yaml"], helm=helm)
     return one(docs, "Deployment")["spec"]["template"]["spec"]["initContainers"][0]
+
+
+def local_path(argument: str) -> str:
+    """An image path below the runtime folder, as the same file in this checkout."""
+    if argument.startswith(f"{RUNTIME_DIR}/"):
+        return str(LOCAL_RUNTIME_DIR / argument.removeprefix(f"{RUNTIME_DIR}/"))
+    return argument
 
 
 def run_fetch(
@@ -128,13 +47,24 @@ def run_fetch(
 ):
     require_tool("bash"), require_tool("curl"), require_tool("sha256sum")
     container = fetch_container(helm, sha256, allow_http)
+    argv = [local_path(a) for a in [*container["command"], *container.get("args", [])]]
     env = {e["name"]: e.get("value") for e in container["env"]}
     env.update(MODEL_URL=url, MODEL_DIR=str(model_dir), PATH=os.environ["PATH"])
     if ca_bundle is not None:
         env["CURL_CA_BUNDLE"] = str(ca_bundle)  # curl's own variable: trust the test CA
-    return subprocess.run(
-        ["bash", *container["command"][1:]], env=env, capture_output=True, text=True, timeout=60
-    )
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_the_init_container_runs_the_script_shipped_in_the_image(helm):
+    container = fetch_container(helm, GOOD_SHA)
+    assert container["command"] == ["/bin/bash", f"{RUNTIME_DIR}/fetch-model.sh"]
+    assert "args" not in container
+    assert Path(local_path(container["command"][1])).is_file()
+    assert fetch_container(helm, GOOD_SHA, allow_http=True)["args"] == ["--allow-http"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["MODEL_URL"]["valueFrom"] == {"secretKeyRef": {"name": "blob-url", "key": "url"}}
+    assert env["MODEL_SHA256"]["value"] == GOOD_SHA
+    assert env["MODEL_DIR"]["value"] == "/var/lib/rmodelpack/model"
 
 
 def test_verified_model_is_installed(require_tool, helm, model_server, tmp_path):
@@ -162,7 +92,7 @@ def test_download_error_fails_without_printing_the_url(require_tool, helm, model
     assert result.returncode != 0
     assert "404" in result.stderr
     assert "SECRET-SAS-TOKEN" not in result.stdout + result.stderr
-    assert not (tmp_path / "model.rds").exists()
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_plain_http_is_refused_by_default(require_tool, helm, model_server, tmp_path):
@@ -211,4 +141,4 @@ def test_self_signed_https_is_not_trusted_without_the_ca(
 ):
     result = run_fetch(require_tool, helm, GOOD_SHA, f"{https_server}/model.rds", tmp_path)
     assert result.returncode == 60  # CURLE_PEER_FAILED_VERIFICATION: no silent --insecure
-    assert not (tmp_path / "model.rds").exists()
+    assert list(tmp_path.iterdir()) == []

@@ -20,12 +20,13 @@ RENDER_EMITTED_VALUES = {
         "url": {"existingSecret": "boston-model-url", "key": "url"},
         "pvc": {"claimName": "models", "subPath": "boston/model.rds"},
     },
-    "server": {
+    "runtime": {
         "workers": 2,
         "threads": 1,
         "timeoutSeconds": 30,
         "drainSeconds": 5,
         "maxBodyBytes": 1048576,
+        "batching": {"enabled": True, "maxRows": 256},
     },
     "ingress": {"host": "boston.example.com", "flavor": "nginx", "className": "nginx"},
     "tls": {"enabled": True, "issuerRef": {"kind": "ClusterIssuer", "name": "letsencrypt-prod"}},
@@ -59,13 +60,13 @@ def test_unknown_top_level_key_is_rejected(helm):
 
 
 def test_unknown_nested_key_is_rejected(helm):
-    stderr = helm_error(helm, {"server": {"timeout": 30}})
-    assert "at '/server': additional properties 'timeout' not allowed" in stderr
+    stderr = helm_error(helm, {"runtime": {"timeout": 30}})
+    assert "at '/runtime': additional properties 'timeout' not allowed" in stderr
 
 
 def test_wrong_type_names_the_field_and_both_types(helm):
-    stderr = helm_error(helm, {"server": {"threads": "two"}})
-    assert "at '/server/threads': got string, want integer" in stderr
+    stderr = helm_error(helm, {"runtime": {"threads": "two"}})
+    assert "at '/runtime/threads': got string, want integer" in stderr
 
 
 def test_enum_violation_lists_the_choices(helm):

@@ -1,4 +1,4 @@
-"""Fixtures for the offline Kubernetes control plane (ci/cluster.sh).
+"""Fixtures for the offline Kubernetes control plane (testbed/cluster.sh).
 
 The session fixture builds the binaries (first run only), starts the cluster, points KUBECONFIG
 at it and, at the end, takes down what it started (tests/cluster/lifecycle.py). Each test works
@@ -20,7 +20,7 @@ from cluster.lifecycle import CLUSTER, in_use
 HERE = Path(__file__).resolve().parent
 
 
-# The first test also pays for `ci/cluster.sh up` on a machine where nothing is built yet.
+# The first test also pays for `testbed/cluster.sh up` on a machine where nothing is built yet.
 COLD_START_TIMEOUT = 3600
 
 

@@ -1,7 +1,8 @@
-"""What /proc shows about the daemons ci/cluster.sh and ci/node.sh start (ci/lib.sh start_daemon):
-each in a session of its own, stdin from /dev/null, stdout and stderr to its log, and no other
-descriptor it did not open itself. A daemon that inherited the scripts' lock descriptor held the
-lock for as long as it lived (issue 13: every later `ci/node.sh up` waited 900 s and failed)."""
+"""What /proc shows about the daemons testbed/cluster.sh and testbed/node.sh start
+(testbed/lib.sh start_daemon): each in a session of its own, stdin from /dev/null, stdout and
+stderr to its log, and no other descriptor it did not open itself. A daemon that inherited the
+scripts' lock descriptor held the lock for as long as it lived (issue 13: every later
+`node.sh up` waited 900 s and failed)."""
 
 from __future__ import annotations
 

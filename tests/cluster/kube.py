@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import TypeVar
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-CLUSTER_SCRIPT = REPO_ROOT / "ci" / "cluster.sh"
-VERSIONS_FILE = REPO_ROOT / "ci" / "k8s" / "versions.env"
+CLUSTER_SCRIPT = REPO_ROOT / "testbed" / "cluster.sh"
+VERSIONS_FILE = REPO_ROOT / "testbed" / "k8s" / "versions.env"
 PROBE_CHART = Path(__file__).resolve().parent / "charts" / "probe"
 T = TypeVar("T")
 CLUSTER_BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")

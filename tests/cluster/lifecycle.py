@@ -1,5 +1,5 @@
-"""Bringing the offline cluster (ci/cluster.sh) and the real node (ci/node.sh) up for a test
-session and down after it, from a cold machine or a warm one.
+"""Bringing the offline cluster (testbed/cluster.sh) and the real node (testbed/node.sh) up for a
+test session and down after it, from a cold machine or a warm one.
 
 A session leaves the machine as it found it: it takes down only what it started, and only when
 no other session still uses it. Each session holds a shared flock on a stack's `users` file for as
@@ -50,10 +50,9 @@ class Stack:
         run("bash", str(self.script), "down", timeout=600)
 
 
-CLUSTER = Stack(
-    REPO_ROOT / "ci" / "cluster.sh", Path(os.environ.get("RMP_CLUSTER_DIR", CACHE / "cluster"))
-)
-NODE = Stack(REPO_ROOT / "ci" / "node.sh", Path(os.environ.get("RMP_NODE_DIR", CACHE / "node")))
+TESTBED = REPO_ROOT / "testbed"
+CLUSTER = Stack(TESTBED / "cluster.sh", Path(os.environ.get("RMP_CLUSTER_DIR", CACHE / "cluster")))
+NODE = Stack(TESTBED / "node.sh", Path(os.environ.get("RMP_NODE_DIR", CACHE / "node")))
 
 
 def _lock(path: Path, mode: int, wait: float) -> IO[str] | None:

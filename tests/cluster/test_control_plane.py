@@ -100,7 +100,7 @@ def test_every_component_listens_on_loopback_only(cluster: str) -> None:
 
 
 def test_fake_nodes_are_ready_and_the_gpu_pool_is_tainted(cluster: str) -> None:
-    # type=kwok: a real node from ci/node.sh (stage 2) may be up beside them
+    # type=kwok: a real node from testbed/node.sh (stage 2) may be up beside them
     fake = kubectl_json("get", "nodes", "-l", "type=kwok")["items"]
     nodes = {node["metadata"]["name"]: node for node in fake}
     assert set(nodes) == {"kwok-node-0", "kwok-gpu-node-0"}

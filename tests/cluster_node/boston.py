@@ -19,9 +19,9 @@ from requests.adapters import HTTPAdapter
 
 EXAMPLE = EXAMPLES_DIR / "boston-rf"
 NATIVE_PREDICT_R = REPO_ROOT / "tests" / "image" / "native_predict.R"
-NODE_SCRIPT = REPO_ROOT / "ci" / "node.sh"
+NODE_SCRIPT = REPO_ROOT / "testbed" / "node.sh"
 HOST = "boston.example.com"  # examples/boston-rf/rmodel.yaml service.host
-WEBSECURE_PORT = 17443  # ci/node.sh TRAEFIK_WEBSECURE_PORT
+WEBSECURE_PORT = 17443  # testbed/node.sh TRAEFIK_WEBSECURE_PORT
 USER = "scorer"
 PASSWORD = "node-e2e-password"
 PASSWORD_ENV = {"BOSTON_SCORER_PASSWORD": PASSWORD}

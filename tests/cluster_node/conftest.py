@@ -1,8 +1,8 @@
-"""Fixtures for the real node (ci/node.sh): a kubelet on its own containerd, CNI bridge + portmap,
-metrics-server, and Traefik as the ingress controller.
+"""Fixtures for the real node (testbed/node.sh): a kubelet on its own containerd, CNI bridge +
+portmap, kube-proxy, CoreDNS, metrics-server, and Traefik as the ingress controller.
 
 Part of the default run (`bash ci/test.sh`). From a cold machine the `real_node` fixture builds
-what is missing (`ci/node.sh up` runs `build`), starts the control plane and the node, and after
+what is missing (`node.sh up` runs `build`), starts the control plane and the node, and after
 this package takes down what it started (tests/cluster/lifecycle.py). The node needs root with
 cgroup and mount rights, containerd, the CNI plugins and docker (ci/setup.sh installs them).
 """
@@ -19,10 +19,17 @@ from cluster.lifecycle import CLUSTER, NODE, in_use
 from conftest import REPO_ROOT, require_tool
 
 HERE = Path(__file__).resolve().parent
-NODE_SCRIPT = REPO_ROOT / "ci" / "node.sh"
+NODE_SCRIPT = REPO_ROOT / "testbed" / "node.sh"
 # From the basics to the longest proofs, so a broken node fails fast.
-MODULE_ORDER = ("test_real_node", "test_serve", "test_ingress", "test_autoscaling", "test_rollout")
-# The first test also pays for `ci/node.sh up` on a machine where nothing is built yet.
+MODULE_ORDER = (
+    "test_real_node",
+    "test_serve",
+    "test_helm_test",
+    "test_ingress",
+    "test_autoscaling",
+    "test_rollout",
+)
+# The first test also pays for `testbed/node.sh up` on a machine where nothing is built yet.
 COLD_START_TIMEOUT = 3600
 
 
@@ -56,7 +63,7 @@ def real_node() -> Iterator[str]:
 
 @pytest.fixture(scope="package")
 def traefik(real_node: str) -> str:
-    """Traefik on the node (`ci/node.sh ingress`, idempotent); `node.sh down` removes it."""
+    """Traefik on the node (`testbed/node.sh ingress`, idempotent); `node.sh down` removes it."""
     run("bash", str(NODE_SCRIPT), "ingress", timeout=1800)
     return "rmp-ingress"
 

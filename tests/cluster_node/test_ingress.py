@@ -1,7 +1,7 @@
 """Traefik (built from its Go module) as the ingress controller on the real node, with the
 chart's own Ingress, Middleware (basic auth) and TLSOption: over TLS, /predict is 401 without
 credentials and 200 with them. Traefik runs in the host network namespace, listening on
-127.0.0.1 only (see ci/k8s/node/traefik/traefik.yaml for why); curl --resolve sends the chart's
+127.0.0.1 only (see testbed/k8s/node/traefik/traefik.yaml for why); curl --resolve sends the chart's
 host name as SNI and Host while connecting to 127.0.0.1.
 
 cert-manager's controller cannot be built here (the module proxy does not serve

@@ -17,7 +17,9 @@ REAL_NODE = "rmp-node-0"
 TAINT_KEY = "rmodelpack.io/real-node"
 PAUSE_IMAGE = "rmodelpack.local/pause:3.10"
 POD_SUBNET = "10.88.0.0/16"
-NODE_DAEMONS = {"containerd", "kubelet", "metrics-server"}
+NODE_DAEMONS = {"containerd", "kubelet", "kube-proxy", "coredns", "metrics-server"}
+BRIDGE = "rmp-cni0"
+BRIDGE_IP = "10.88.0.1"
 
 
 def node_condition(node: dict, kind: str) -> str:
@@ -37,7 +39,7 @@ def test_real_node_is_tainted_and_labelled(real_node: str) -> None:
     node = kubectl_json("get", "node", REAL_NODE)
     assert {"key": TAINT_KEY, "value": "true", "effect": "NoSchedule"} in node["spec"]["taints"]
     assert node["metadata"]["labels"][TAINT_KEY] == "true"
-    # The external-cloud-provider bootstrap taint is lifted by ci/node.sh.
+    # The external-cloud-provider bootstrap taint is lifted by testbed/node.sh.
     keys = {taint["key"] for taint in node["spec"]["taints"]}
     assert "node.cloudprovider.kubernetes.io/uninitialized" not in keys
 
@@ -51,6 +53,32 @@ def test_kubelet_and_node_containerd_listen_on_loopback_only(real_node: str) -> 
     assert kubelet == {"127.0.0.1:16250", "127.0.0.1:16248"}
     # containerd's CRI streaming server (port-forward) on a random loopback port.
     assert all(address.startswith("127.0.0.1:") for address in containerd)
+
+
+def test_kube_proxy_and_coredns_listen_on_loopback_or_the_bridge_only(real_node: str) -> None:
+    """kube-proxy's health and metrics on 127.0.0.1; CoreDNS answers the pods on the bridge's
+    own address (port 53) and serves its health and readiness on 127.0.0.1."""
+    state = Path(real_node).parent.parent / "node" / "run"
+    proxy_pid = (state / "kube-proxy.pid").read_text().strip()
+    dns_pid = (state / "coredns.pid").read_text().strip()
+    assert listening_pids("kube-proxy")[proxy_pid] == {"127.0.0.1:16256", "127.0.0.1:16249"}
+    assert listening_pids("coredns")[dns_pid] == {
+        f"{BRIDGE_IP}:53",
+        "127.0.0.1:16281",
+        "127.0.0.1:16282",
+    }
+
+
+def test_our_only_filter_rule_accepts_pod_traffic_within_the_bridge(real_node: str) -> None:
+    """Docker's FORWARD policy DROP stays; the one rule node.sh adds lets through only frames
+    that enter and leave the node's own bridge (pod to pod, a Service IP to a pod)."""
+    forward = run("iptables", "-S", "FORWARD").stdout.splitlines()
+    assert "-P FORWARD DROP" in forward
+    ours = [rule for rule in forward if "rmodelpack" in rule]
+    assert ours == [
+        f'-A FORWARD -i {BRIDGE} -o {BRIDGE} -m comment --comment "rmodelpack test node: pod to '
+        f'pod on {BRIDGE}" -j ACCEPT'
+    ]
 
 
 def test_node_and_cluster_daemons_hold_no_inherited_descriptor(real_node: str) -> None:
@@ -84,7 +112,7 @@ def test_scripts_locks_are_free_once_up_returns(real_node: str) -> None:
 
 def test_pod_range_is_fenced_by_an_unreachable_route(real_node: str) -> None:
     """Pod IPs are never routed off the host: without the bridge, packets to the pod range fail
-    at once instead of going to the default gateway (ci/node.sh checks this before containerd)."""
+    at once instead of going to the default gateway (node.sh checks this before containerd)."""
     routes = run("ip", "route", "show", "table", "main", "type", "unreachable").stdout
     assert any(
         line.startswith(f"unreachable {POD_SUBNET}") and "metric 4000" in line

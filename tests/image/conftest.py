@@ -39,8 +39,8 @@ def example_env() -> Iterator[None]:
 @pytest.fixture(scope="session")
 def build_example(docker_client, base_image, example_env, tmp_path_factory):
     """Render and build an example once per session (by name); the images go at the end."""
+    from rmodelpack import render
     from rmodelpack.build import build_image
-    from rmodelpack.render import render
 
     built: dict[str, ExampleImage] = {}
 

@@ -69,5 +69,5 @@ def test_rebuilding_the_base_is_fully_cached(docker_client, base_image):
 
 
 def test_unknown_flavour_is_a_build_error():
-    with pytest.raises(BuildError, match="known flavours: debian, rocker"):
+    with pytest.raises(BuildError, match="known families: debian, rocker"):
         build_base_image("alpine")

@@ -11,9 +11,9 @@ import pytest
 from conftest import EXAMPLES_DIR, require_tool
 
 from image.containers import TEST_REPOSITORY, remove_image
+from rmodelpack import render
 from rmodelpack.build import BuildResult, build_image, context_files, context_tar
 from rmodelpack.exceptions import BuildError
-from rmodelpack.render import render
 
 MODEL_COPY = "COPY model/model.rds /opt/rmodelpack/model/model.rds"
 

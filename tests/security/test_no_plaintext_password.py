@@ -62,7 +62,7 @@ def password_env(tmp_path_factory) -> Iterator[Path]:
 
 @pytest.fixture(scope="module")
 def rendered(password_env: Path):
-    from rmodelpack.render import render
+    from rmodelpack import render
 
     return render(EXAMPLES_DIR / EXAMPLE / "rmodel.yaml", password_env / "out")
 

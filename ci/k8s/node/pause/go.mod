@@ -1,3 +1,0 @@
-module rmodelpack.dev/ci/k8s/node/pause
-
-go 1.22

@@ -1,8 +1,0 @@
-//go:build tools
-
-// Package tools pins the Traefik that ci/node.sh builds (`ingress` subcommand). Traefik's own
-// go.mod has replace and exclude lines, which `go install module@version` refuses, so this
-// wrapper carries them over (generated as in ci/k8s/gen-kubernetes-gomod.sh, by hand).
-package tools
-
-import _ "github.com/traefik/traefik/v3/cmd/traefik"

@@ -1,0 +1,215 @@
+# Adaptive micro-batching inside one worker. Each POST /predict or /score is parsed on arrival
+# (bad JSON, a bad ?type= or too many rows get their own 4xx at once). A request that finds
+# nothing else to batch with is scored at once, as without batching. Otherwise it is queued and
+# the httpuv call returns a promise; one flush, scheduled with later::later(..., 0), runs as soon
+# as the callbacks already waiting in the event loop (requests that have already arrived) have
+# run: it never waits on a timer. The flush checks the queued rows as one set of column vectors
+# (if that fails, each request on its own: an invalid one gets its own 422 and never joins the
+# batch), scores them with one predict() per group of at most runtime.batching.max_rows rows
+# of the same output type, and cuts each request's answer from one vector of JSON texts. If a
+# batched predict() fails, its requests are scored one by one, so only a request that fails
+# on its own gets the 500.
+
+# A job is an environment: req, rows, body, kind, n, started (when its request arrived), and
+# its route's functions answer(job, texts) -> response, alone(job) -> response (the unbatched
+# path, errors included) and done(job, response) (metrics); deferred (its promise) and queued
+# are set when it is queued.
+rmp_new_batcher <- function(validate, texts, max_rows, metrics) {
+  batcher <- new.env(parent = emptyenv())
+  batcher$validate <- validate
+  batcher$texts <- texts
+  batcher$max_rows <- max_rows
+  batcher$metrics <- metrics
+  batcher$queue <- list()
+  batcher$scheduled <- FALSE
+  batcher
+}
+
+# Nothing else to batch with: the queue is empty and no callback is due in the event loop, so
+# no other request has arrived (httpuv posts each one there). Such a request is scored at once,
+# synchronously: the common case at low concurrency pays nothing for batching.
+rmp_batch_alone <- function(batcher) {
+  length(batcher$queue) == 0L && later::next_op_secs() > 0
+}
+
+# Scores a job at once (rmp_batch_alone) and returns its response.
+rmp_batch_now <- function(batcher, job) {
+  rmp_record_waits(batcher$metrics, 0)
+  rmp_record_batch_size(batcher$metrics, 1L)
+  response <- job$route$alone(job)
+  job$route$done(job, response)
+  response
+}
+
+# Queues a job and returns the promise of its response.
+rmp_batch_submit <- function(batcher, job) {
+  promise <- rmp_deferred()
+  job$deferred <- promise
+  job$queued <- rmp_now()
+  batcher$queue[[length(batcher$queue) + 1L]] <- job
+  if (!batcher$scheduled) {
+    batcher$scheduled <- TRUE
+    later::later(function() rmp_batch_flush(batcher), 0)
+  }
+  promise
+}
+
+# What httpuv needs of the promise its app's call returns: an object of class "promise" with the
+# $then(onFulfilled, onRejected), $catch(onRejected) and $finally(onFinally) methods that
+# promises::then/catch/finally call (promises 1.2 and 1.3 alike). This one runs its callbacks
+# synchronously when it is resolved, in the batch's flush. A promises::promise costs ~1.2 ms of
+# R CPU per request through httpuv's four-stage chain (each stage an R6 promise resolved through
+# the later queue; benchmarks/README.md), more than the scoring it would batch. Callbacks here
+# return plain values (httpuv's do), not promises.
+rmp_deferred <- function() {
+  d <- new.env(parent = emptyenv())
+  d$state <- "pending"
+  d$waiting <- list()
+  settle <- function(state, value) {
+    if (d$state != "pending") return(invisible())
+    d$state <- state
+    d$value <- value
+    for (run in d$waiting) run()
+    d$waiting <- list()
+    invisible()
+  }
+  d$resolve <- function(value) settle("fulfilled", value)
+  d$reject <- function(reason) settle("rejected", reason)
+  d$then <- function(onFulfilled = NULL, onRejected = NULL) {
+    next_one <- rmp_deferred()
+    run <- function() {
+      handler <- if (d$state == "fulfilled") onFulfilled else onRejected
+      if (is.null(handler)) {
+        return(rmp_settle_like(next_one, d$state, d$value))
+      }
+      tryCatch(next_one$resolve(handler(d$value)), error = function(e) next_one$reject(e))
+    }
+    if (d$state == "pending") d$waiting[[length(d$waiting) + 1L]] <- run else run()
+    next_one
+  }
+  d$catch <- function(onRejected) d$then(onRejected = onRejected)
+  d$finally <- function(onFinally) {
+    d$then(function(value) {
+      onFinally()
+      value
+    }, function(reason) {
+      onFinally()
+      stop(reason)
+    })
+  }
+  class(d) <- c("rmp_deferred", "promise")
+  d
+}
+
+rmp_settle_like <- function(deferred, state, value) {
+  if (state == "fulfilled") deferred$resolve(value) else deferred$reject(value)
+}
+
+rmp_batch_flush <- function(batcher) {
+  batcher$scheduled <- FALSE
+  jobs <- batcher$queue
+  batcher$queue <- list()
+  # A failure in the batching code itself must not leave a request unanswered.
+  tryCatch(
+    for (group in rmp_batch_groups(jobs, batcher$max_rows)) rmp_batch_score(batcher, group),
+    error = function(e) rmp_batch_rescue(jobs)
+  )
+  invisible()
+}
+
+rmp_batch_rescue <- function(jobs) {
+  for (job in jobs) {
+    if (identical(job$deferred$state, "pending")) rmp_batch_finish(job, job$route$alone(job))
+  }
+}
+
+# Jobs grouped by output type, in arrival order, each group at most max_rows rows (a request
+# larger than that is a group of its own).
+rmp_batch_groups <- function(jobs, max_rows) {
+  kinds <- vapply(jobs, function(job) job$kind, "")
+  groups <- list()
+  for (kind in unique(kinds)) {
+    same <- jobs[kinds == kind]
+    rows <- vapply(same, function(job) job$n, 0L)
+    group_of <- integer(length(same))
+    group <- 1L
+    filled <- 0L
+    for (i in seq_along(same)) {
+      if (filled > 0L && filled + rows[[i]] > max_rows) {
+        group <- group + 1L
+        filled <- 0L
+      }
+      group_of[[i]] <- group
+      filled <- filled + rows[[i]]
+    }
+    groups <- c(groups, unname(split(same, group_of)))
+  }
+  groups
+}
+
+# The data.frame of several validated requests: each column the concatenation of theirs (the
+# validator gave every request the same columns, types and factor levels).
+rmp_concat_frames <- function(frames) {
+  first <- frames[[1]]
+  n <- sum(vapply(frames, function(df) length(df[[1]]), 0L))
+  columns <- lapply(seq_along(first), function(j) {
+    parts <- lapply(frames, .subset2, j)
+    if (is.factor(first[[j]])) {
+      codes <- unlist(lapply(parts, as.integer), use.names = FALSE)
+      structure(codes, levels = levels(first[[j]]), class = "factor")
+    } else {
+      unlist(parts, use.names = FALSE)
+    }
+  })
+  names(columns) <- names(first)
+  structure(columns, class = "data.frame", row.names = c(NA_integer_, -n))
+}
+
+# The batch's rows checked as one set of column vectors. When that fails, each request is
+# checked on its own: the invalid ones get their own 422 now, the valid ones are returned
+# (their own data.frames concatenated) to be scored together.
+rmp_batch_frame <- function(batcher, jobs) {
+  rows <- unlist(lapply(jobs, function(job) job$rows), recursive = FALSE, use.names = FALSE)
+  bodies <- unlist(lapply(jobs, function(job) job$body), use.names = FALSE)
+  df <- tryCatch(batcher$validate(rows, bodies), error = function(e) NULL)
+  if (!is.null(df)) return(list(jobs = jobs, df = df))
+  valid <- Filter(function(job) {
+    job$df <- tryCatch(batcher$validate(job$rows, job$body), error = function(e) NULL)
+    if (is.null(job$df)) rmp_batch_finish(job, job$route$alone(job))
+    !is.null(job$df)
+  }, jobs)
+  if (length(valid) == 0) return(list(jobs = valid))
+  list(jobs = valid, df = rmp_concat_frames(lapply(valid, function(job) job$df)))
+}
+
+rmp_batch_score <- function(batcher, jobs) {
+  now <- rmp_now()
+  rmp_record_waits(batcher$metrics, vapply(jobs, function(job) now - job$queued, 0))
+  if (length(jobs) > 1L) {
+    batch <- rmp_batch_frame(batcher, jobs)
+    jobs <- batch$jobs
+  }
+  if (length(jobs) == 0L) return(invisible())
+  rmp_record_batch_size(batcher$metrics, length(jobs))
+  if (length(jobs) == 1L) return(rmp_batch_finish(jobs[[1]], jobs[[1]]$route$alone(jobs[[1]])))
+  texts <- tryCatch(batcher$texts(batch$df, jobs[[1]]$kind), error = function(e) NULL)
+  if (is.null(texts)) {
+    for (job in jobs) {
+      rmp_record_batch_size(batcher$metrics, 1L)
+      rmp_batch_finish(job, job$route$alone(job))
+    }
+    return(invisible())
+  }
+  ends <- cumsum(vapply(jobs, function(job) job$n, 0L))
+  starts <- c(1L, utils::head(ends, -1L) + 1L)
+  for (i in seq_along(jobs)) {
+    job <- jobs[[i]]
+    rmp_batch_finish(job, job$route$answer(job, texts[starts[[i]]:ends[[i]]]))
+  }
+  invisible()
+}
+
+rmp_batch_finish <- function(job, response) {
+  job$route$done(job, response)
+  if (!is.null(job$deferred)) job$deferred$resolve(response)
+}
