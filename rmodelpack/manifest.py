@@ -40,25 +40,39 @@ BASE_IMAGES = {
     "rocker": "rmodelpack/r-base:rocker-4.4.1",
 }
 
+# Every pattern is applied with fullmatch: with re.match, '$' also matches before a trailing
+# newline, so "name\n" would pass here and fail in the chart (Go's '$' is the end of the text).
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 DNS_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 # A label value (the version becomes app.kubernetes.io/version): alphanumeric at both ends.
 LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$")
 REALM = re.compile(r"^[A-Za-z0-9 ._-]{1,64}$")
+# Docker's reference grammar: path components of lowercase alphanumerics joined by a separator,
+# which is one '.' or '_', two '_', or any number of '-' (team--x and my__model are valid).
+_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_REPOSITORY = rf"(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*"
 IMAGE_REFERENCE = re.compile(
-    r"^(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*"
-    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$"
+    rf"^{_REPOSITORY}(?::[A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}})?(?:@sha256:[0-9a-f]{{64}})?$"
 )
 R_PACKAGE = re.compile(r"^[A-Za-z][A-Za-z0-9.]*[A-Za-z0-9]$")
 R_IDENTIFIER = re.compile(r"^[A-Za-z.][A-Za-z0-9._]*$")
 DEBIAN_PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
-IMAGE_REPOSITORY = re.compile(
-    r"^(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$"
-)
+IMAGE_REPOSITORY = re.compile(rf"^{_REPOSITORY}$")
 IMAGE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 HTPASSWD_USER = re.compile(r"^[^:\s]+$")
+# A key of a Secret's data (Kubernetes' rule, and the chart's model.url.key).
+SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
+# A file inside the claim (the chart's model.pvc.subPath): '/'-separated names without
+# whitespace, none of them '.' or '..', so the path cannot leave the mount. A leading '/' is
+# allowed: the chart strips it. Whitespace is Go's \s (the chart's regexp), not Python's.
+_GO_SPACE = r"\t\n\f\r "
+_NAME_CHAR = rf"[^/{_GO_SPACE}]"
+_SUB_PATH_NAME = (
+    rf"(?:[^/.{_GO_SPACE}]{_NAME_CHAR}*|\.[^/.{_GO_SPACE}]{_NAME_CHAR}*|\.\.{_NAME_CHAR}+)"
+)
+SUB_PATH = re.compile(rf"^/?{_SUB_PATH_NAME}(?:/{_SUB_PATH_NAME})*$")
 
 
 # Inputs are echoed in messages; a YAML alias bomb or a 20 MB string must stay a short line.
@@ -76,7 +90,9 @@ def _problem(kind: str, message: str, hint: str) -> PydanticCustomError:
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    # strict: the chart's schema types every value, so "false", "2" or true where a boolean or a
+    # number belongs are mistakes to report, not values to convert.
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, strict=True)
 
 
 def _base_dir(info: ValidationInfo) -> Path | None:
@@ -87,10 +103,10 @@ def _base_dir(info: ValidationInfo) -> Path | None:
 
 def _k8s_name(value: str | None, what: str) -> str | None:
     # Kubernetes object names (Secrets, PVCs) are DNS-1123 subdomains: a host name's shape.
-    if value is not None and (len(value) > 63 or not DNS_NAME.match(value)):
+    if value is not None and (len(value) > 63 or not DNS_NAME.fullmatch(value)):
         raise _problem(
             "bad_name",
-            f"'{value}' is not a Kubernetes {what} name",
+            f"{_short(value)} is not a Kubernetes {what} name",
             "use at most 63 lowercase letters, digits, '-' and '.', alphanumeric at both ends",
         )
     return value
@@ -151,6 +167,17 @@ class SecretKeyRef(Strict):
     def _secret_name(cls, value: str) -> str:
         return _k8s_name(value, "Secret")
 
+    @field_validator("key")
+    @classmethod
+    def _secret_key(cls, value: str | None) -> str | None:
+        if value is not None and (len(value) > 253 or not SECRET_KEY.fullmatch(value)):
+            raise _problem(
+                "bad_key",
+                f"{_short(value)} is not a Secret key",
+                "use at most 253 letters, digits, '-', '_' and '.', e.g. url",
+            )
+        return value
+
 
 class PvcRef(Strict):
     claim_name: str = Field(description="An existing PersistentVolumeClaim (e.g. Azure Files).")
@@ -162,6 +189,18 @@ class PvcRef(Strict):
     @classmethod
     def _claim_name(cls, value: str) -> str:
         return _k8s_name(value, "PersistentVolumeClaim")
+
+    @field_validator("sub_path")
+    @classmethod
+    def _inside_the_claim(cls, value: str | None) -> str | None:
+        if value is not None and not SUB_PATH.fullmatch(value):
+            raise _problem(
+                "bad_sub_path",
+                f"{_short(value)} is not a file path inside the claim",
+                "use '/'-separated names without whitespace, empty parts, '.' or '..', "
+                "e.g. boston/v1/model.rds",
+            )
+        return value
 
 
 class ModelSpec(Strict):
@@ -179,7 +218,7 @@ class ModelSpec(Strict):
     def _path_is_rds(cls, value: str, info: ValidationInfo) -> str:
         if not value.endswith(".rds"):
             raise _problem(
-                "not_rds", f"'{value}' is not an .rds file", "save the model with saveRDS()"
+                "not_rds", f"{_short(value)} is not an .rds file", "save the model with saveRDS()"
             )
         return _require_file(value, info, "model file")
 
@@ -222,15 +261,15 @@ class ScoringSpec(Strict):
         if value is None:
             return value
         if not value.endswith((".R", ".r")):
-            raise _problem("not_r", f"'{value}' is not an R script", "name it like score.R")
+            raise _problem("not_r", f"{_short(value)} is not an R script", "name it like score.R")
         return _require_file(value, info, "scoring script")
 
     @field_validator("function")
     @classmethod
     def _function_is_identifier(cls, value: str) -> str:
-        if not R_IDENTIFIER.match(value):
+        if not R_IDENTIFIER.fullmatch(value):
             raise _problem(
-                "bad_identifier", f"'{value}' is not an R function name", "use e.g. score"
+                "bad_identifier", f"{_short(value)} is not an R function name", "use e.g. score"
             )
         return value
 
@@ -324,9 +363,9 @@ class RSpec(Strict):
     @classmethod
     def _r_package_names(cls, values: list[str]) -> list[str]:
         for value in values:
-            if not R_PACKAGE.match(value):
+            if not R_PACKAGE.fullmatch(value):
                 raise _problem(
-                    "bad_package", f"'{value}' is not an R package name", "e.g. randomForest"
+                    "bad_package", f"{_short(value)} is not an R package name", "e.g. randomForest"
                 )
         return values
 
@@ -334,9 +373,9 @@ class RSpec(Strict):
     @classmethod
     def _debian_package_names(cls, values: list[str]) -> list[str]:
         for value in values:
-            if not DEBIAN_PACKAGE.match(value):
+            if not DEBIAN_PACKAGE.fullmatch(value):
                 raise _problem(
-                    "bad_package", f"'{value}' is not a Debian package name", "e.g. libgomp1"
+                    "bad_package", f"{_short(value)} is not a Debian package name", "e.g. libgomp1"
                 )
         return values
 
@@ -359,10 +398,10 @@ class ImageSpec(Strict):
     @field_validator("base")
     @classmethod
     def _base_reference(cls, value: str | None) -> str | None:
-        if value is not None and not IMAGE_REFERENCE.match(value):
+        if value is not None and not IMAGE_REFERENCE.fullmatch(value):
             raise _problem(
                 "bad_base",
-                f"{value!r} is not an image reference",
+                f"{_short(value)} is not an image reference",
                 "e.g. myregistry.azurecr.io/r-base:trixie or name@sha256:<digest>",
             )
         return value
@@ -375,19 +414,20 @@ class ImageSpec(Strict):
     @field_validator("repository")
     @classmethod
     def _repository_reference(cls, value: str | None) -> str | None:
-        if value is not None and not IMAGE_REPOSITORY.match(value):
+        if value is not None and not IMAGE_REPOSITORY.fullmatch(value):
             raise _problem(
                 "bad_repository",
-                f"'{value}' is not an image repository",
-                "use lowercase, e.g. myregistry.azurecr.io/models/boston (no tag)",
+                f"{_short(value)} is not an image repository",
+                "use lowercase names joined by '.', '_', '__' or '-', "
+                "e.g. myregistry.azurecr.io/models/boston (no tag)",
             )
         return value
 
     @field_validator("tag")
     @classmethod
     def _tag_reference(cls, value: str | None) -> str | None:
-        if value is not None and not IMAGE_TAG.match(value):
-            raise _problem("bad_tag", f"'{value}' is not an image tag", "e.g. 1.0.0")
+        if value is not None and not IMAGE_TAG.fullmatch(value):
+            raise _problem("bad_tag", f"{_short(value)} is not an image tag", "e.g. 1.0.0")
         return value
 
 
@@ -462,16 +502,18 @@ class AuthUser(Strict):
     @field_validator("name")
     @classmethod
     def _htpasswd_name(cls, value: str) -> str:
-        if not HTPASSWD_USER.match(value):
-            raise _problem("bad_user", f"'{value}' cannot be a user name", "no ':' or spaces")
+        if not HTPASSWD_USER.fullmatch(value):
+            raise _problem("bad_user", f"{_short(value)} cannot be a user name", "no ':' or spaces")
         return value
 
     @field_validator("password_env")
     @classmethod
     def _env_name(cls, value: str | None) -> str | None:
-        if value is not None and not ENV_NAME.match(value):
+        if value is not None and not ENV_NAME.fullmatch(value):
             raise _problem(
-                "bad_env", f"'{value}' is not an environment variable name", "e.g. ALICE_PASSWORD"
+                "bad_env",
+                f"{_short(value)} is not an environment variable name",
+                "e.g. ALICE_PASSWORD",
             )
         return value
 
@@ -495,10 +537,10 @@ class AuthSpec(Strict):
     @field_validator("realm")
     @classmethod
     def _realm_text(cls, value: str | None) -> str | None:
-        if value is not None and not REALM.match(value):
+        if value is not None and not REALM.fullmatch(value):
             raise _problem(
                 "bad_realm",
-                f"realm {value!r} has characters an ingress controller rejects",
+                f"realm {_short(value)} has characters an ingress controller rejects",
                 "use letters, digits, spaces, '.', '_' and '-' (at most 64)",
             )
         return value
@@ -539,7 +581,28 @@ class AutoscalingSpec(Strict):
             raise _problem(
                 "bad_range", f"min_replicas ({low}) is above max_replicas ({high})", "swap them"
             )
+        # One end alone meets the chart's default for the other, which the chart checks for an
+        # enabled HPA (enabled left out: the chart's default, on).
+        if (low is None) != (high is None) and self.enabled is not False:
+            self._one_end_fits_the_chart_default(low, high)
         return self
+
+    @staticmethod
+    def _one_end_fits_the_chart_default(low: int | None, high: int | None) -> None:
+        chart_max = settings.AUTOSCALING_MAX_REPLICAS.default
+        chart_min = settings.AUTOSCALING_MIN_REPLICAS.default
+        if low is not None and low > chart_max:
+            raise _problem(
+                "bad_range",
+                f"min_replicas ({low}) is above max_replicas ({chart_max}, the chart's default)",
+                f"set max_replicas to at least {low}, or lower min_replicas",
+            )
+        if high is not None and high < chart_min:
+            raise _problem(
+                "bad_range",
+                f"max_replicas ({high}) is below min_replicas ({chart_min}, the chart's default)",
+                f"set min_replicas to at most {high}, or raise max_replicas",
+            )
 
 
 Quantity = Annotated[str, Field(pattern=QUANTITY.pattern)]
@@ -563,6 +626,19 @@ class IngressSpec(Strict):
         None, description="IngressClass name, when it is not the flavor's usual one."
     )
 
+    @field_validator("class_name")
+    @classmethod
+    def _ingress_class_name(cls, value: str | None) -> str | None:
+        # An IngressClass is a cluster object named as a DNS subdomain (up to 253 characters).
+        if value is not None and (len(value) > 253 or not DNS_NAME.fullmatch(value)):
+            raise _problem(
+                "bad_name",
+                f"{_short(value)} is not an IngressClass name",
+                "use lowercase letters, digits, '-' and '.', alphanumeric at both ends, "
+                "e.g. webapprouting.kubernetes.azure.com; leave class_name out for the flavor's",
+            )
+        return value
+
 
 class ServiceSpec(Strict):
     host: str | None = None
@@ -575,9 +651,9 @@ class ServiceSpec(Strict):
     @field_validator("host")
     @classmethod
     def _host_name(cls, value: str | None) -> str | None:
-        if value is not None and (len(value) > 253 or not DNS_NAME.match(value)):
+        if value is not None and (len(value) > 253 or not DNS_NAME.fullmatch(value)):
             raise _problem(
-                "bad_host", f"'{value}' is not a DNS host name", "e.g. boston.example.com"
+                "bad_host", f"{_short(value)} is not a DNS host name", "e.g. boston.example.com"
             )
         return value
 
@@ -604,11 +680,11 @@ class Manifest(Strict):
     @field_validator("name")
     @classmethod
     def _dns_label(cls, value: str) -> str:
-        if not DNS_LABEL.match(value):
+        if not DNS_LABEL.fullmatch(value):
             suggestion = re.sub(r"[^a-z0-9-]+", "-", value.lower()).strip("-")[:63] or "my-model"
             raise _problem(
                 "bad_name",
-                f"'{value}' is not a DNS-1123 label",
+                f"{_short(value)} is not a DNS-1123 label",
                 f"use lowercase letters, digits and '-', e.g. {suggestion}",
             )
         return value
@@ -627,10 +703,10 @@ class Manifest(Strict):
     @field_validator("version")
     @classmethod
     def _version_fits_a_tag_and_a_label(cls, value: str) -> str:
-        if not LABEL_VALUE.match(value):
+        if not LABEL_VALUE.fullmatch(value):
             raise _problem(
                 "bad_version",
-                f"'{value}' cannot be an image tag and a Kubernetes label value",
+                f"{_short(value)} cannot be an image tag and a Kubernetes label value",
                 "use letters, digits, '.', '_' and '-', starting and ending alphanumeric, "
                 "at most 63, e.g. 1.0.0",
             )
@@ -709,6 +785,23 @@ def _clean_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple(s for s in loc if not (isinstance(s, str) and ("[" in s or s in ("int", "str"))))
 
 
+# What a strict type error says: (what the value is not, how to write it).
+_EXPECTED_TYPES = {
+    "bool_type": ("a boolean", "write true or false, without quotes"),
+    "int_type": ("a whole number", "write a whole number without quotes, e.g. 2"),
+    "float_type": ("a number", "write a number without quotes, e.g. 1.5"),
+    "string_type": ("text", "write text; quote it if YAML reads it as a number or boolean"),
+    "list_type": ("a list", "write a YAML list, e.g. [a, b]"),
+    "dict_type": ("a mapping", "write key: value pairs"),
+    "model_type": ("a mapping", "write key: value pairs"),
+}
+
+
+def _type_problem(path: str, kind: str, value: Any) -> Problem:
+    what, how = _EXPECTED_TYPES[kind]
+    return Problem(path, f"{_short(value)} is not {what}", how)
+
+
 def _problem_from_error(error: dict[str, Any]) -> Problem:
     kind = error["type"]
     if kind == "extra_forbidden":
@@ -721,6 +814,8 @@ def _problem_from_error(error: dict[str, Any]) -> Problem:
     if kind == "literal_error":
         expected = (error.get("ctx") or {}).get("expected", "")
         return Problem(path, f"{_short(error['input'])} is not allowed", f"use one of {expected}")
+    if not hint and kind in _EXPECTED_TYPES:
+        return _type_problem(path, kind, error["input"])
     if not hint and kind.endswith("_type"):
         hint = f"give a {kind.removesuffix('_type').replace('_', ' ')}"
     if kind == "string_pattern_mismatch":

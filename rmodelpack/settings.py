@@ -128,3 +128,25 @@ def workers_for_cpu(cpu: str) -> int:
     """
     cores = float(cpu[:-1]) / 1000 if cpu.endswith("m") else float(cpu)
     return max(1, math.ceil(cores))
+
+
+# The chart's HPA range defaults. They are deployment settings, not runtime ones (no variable, not
+# in rmodelpack.json, not in SETTINGS), but the manifest needs them: min_replicas alone or
+# max_replicas alone is checked against the other end's chart default, as the chart does.
+# tests/test_manifest_rules.py pins them to chart/values.yaml.
+AUTOSCALING_MIN_REPLICAS = Setting(
+    "service.autoscaling.min_replicas",
+    "autoscaling.minReplicas",
+    None,
+    2,
+    1,
+    description="Fewest pods the HorizontalPodAutoscaler keeps (chart default).",
+)
+AUTOSCALING_MAX_REPLICAS = Setting(
+    "service.autoscaling.max_replicas",
+    "autoscaling.maxReplicas",
+    None,
+    10,
+    1,
+    description="Most pods the HorizontalPodAutoscaler starts (chart default).",
+)

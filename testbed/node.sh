@@ -529,6 +529,7 @@ remove_empty_shim_dirs() {
 # in both families (KUBE-FIREWALL only before makeIPTablesUtilChains: false).
 remove_iptables_rules() {
   if [ -x "$BIN/kube-proxy" ]; then
+    mkdir -p "$LOGS"
     "$BIN/kube-proxy" --cleanup >>"$LOGS/kube-proxy.log" 2>&1 || true
   fi
   while bridge_forwarding_accepted; do iptables -D FORWARD "${FORWARD_RULE[@]}"; done

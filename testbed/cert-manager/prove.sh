@@ -124,6 +124,7 @@ main() {
   echo "Issuer and Certificate Ready $((SECONDS - started))s after the controller started"
   kubectl -n "$NS" get issuer,certificate,certificaterequest
   check_issued_secret
+  mkdir -p "$ROOT/.cache/cert-manager"
   cp "$WORK/controller.log" "$ROOT/.cache/cert-manager/prove-controller.log"
 }
 

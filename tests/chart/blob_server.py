@@ -18,7 +18,8 @@ GOOD_SHA = hashlib.sha256(MODEL_BYTES).hexdigest()
 
 class BlobHandler(http.server.SimpleHTTPRequestHandler):
     """Serves the blob directory; /redirect.rds answers 302 to `redirect_target`; /slow.rds sends
-    half of the model, then the rest once `release` is set (at most 20 s later)."""
+    half of the model, then the rest once `release` is set (at most 20 s later); /stall.rds sends
+    16 bytes and stops until `release` is set (at most 20 s)."""
 
     redirect_target = ""
     release = threading.Event()
@@ -30,6 +31,15 @@ class BlobHandler(http.server.SimpleHTTPRequestHandler):
             self.send_header("Location", self.redirect_target)
             self.send_header("Content-Length", "0")
             self.end_headers()
+            return
+        if path == "/stall.rds":
+            # A few bytes, then nothing until released: a transfer that stalled.
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(MODEL_BYTES)))
+            self.end_headers()
+            self.wfile.write(MODEL_BYTES[:16])
+            self.wfile.flush()
+            self.release.wait(timeout=20)
             return
         if path == "/slow.rds":
             self.send_response(200)

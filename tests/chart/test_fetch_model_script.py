@@ -160,3 +160,79 @@ def test_the_script_ships_in_every_model_image():
     from rmodelpack.render import runtime_files
 
     assert runtime_files()["runtime/fetch-model.sh"] == SCRIPT.read_bytes()
+
+
+def test_whitespace_around_the_url_is_ignored(tools, model_server, tmp_path):
+    """`echo $url > f; kubectl create secret --from-file` leaves a newline in the Secret."""
+    url = f"  {model_server}/model.rds?{SECRET}\r\n"
+    result = fetch(script_env(url, tmp_path), "--allow-http")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "model.rds").read_bytes() == MODEL_BYTES
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("http://127.0.0.1:9/model.rds?a=1 b=2", "MODEL_URL has whitespace inside it"),
+        # Read as curl's -K (config file) were it not refused: the URL is never an option.
+        ("-K/dev/null", "MODEL_URL does not start with a scheme"),
+        ("127.0.0.1:9/model.rds", "MODEL_URL does not start with a scheme"),
+    ],
+)
+def test_a_malformed_url_names_the_secret_to_fix(tools, tmp_path, url, message):
+    result = fetch(script_env(url, tmp_path), "--allow-http")
+    assert result.returncode == 2
+    assert message in result.stderr and "model.url.existingSecret" in result.stderr
+    assert url not in result.stderr
+    assert names(tmp_path) == []
+
+
+def test_a_curlrc_cannot_weaken_the_download(tools, https_server, tmp_path):
+    """-q: a .curlrc in $HOME (here one that turns certificate checks off) is never read."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".curlrc").write_text("insecure\n")
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    result = fetch(script_env(f"{https_server}/model.rds", model_dir, HOME=str(home)))
+    assert result.returncode == 60, result.stderr
+    assert names(model_dir) == []
+
+
+def test_leftovers_of_a_killed_attempt_are_removed(tools, model_server, tmp_path):
+    """A SIGKILLed attempt cannot clean up; its parts would count against the emptyDir limit."""
+    (tmp_path / ".model.rds.part.AbC123").write_bytes(b"x" * 1024)
+    result = fetch(script_env(f"{model_server}/model.rds", tmp_path), "--allow-http")
+    assert result.returncode == 0, result.stderr
+    assert names(tmp_path) == ["model.rds"]
+
+
+def test_a_backslash_in_the_folder_name_does_not_break_the_checksum(tools, model_server, tmp_path):
+    model_dir = tmp_path / "back\\slash"
+    model_dir.mkdir()
+    result = fetch(script_env(f"{model_server}/model.rds", model_dir), "--allow-http")
+    assert result.returncode == 0, result.stderr
+    assert names(model_dir) == ["model.rds"]
+
+
+def test_a_non_http_url_is_not_blamed_on_allow_http(tools, tmp_path):
+    # curl refuses the protocol before it connects: nothing listens on port 9.
+    result = fetch(script_env("ftp://127.0.0.1:9/model.rds", tmp_path), "--allow-http")
+    assert result.returncode == 1
+    assert "neither http nor https" in result.stderr
+    assert "allowHttp=true" not in result.stderr
+    assert names(tmp_path) == []
+
+
+def test_a_stalled_download_gives_up_instead_of_hanging(tools, slow_server, tmp_path):
+    """The server sends 16 bytes and then nothing for 20 s: with a 1 s stall limit each attempt
+    (1 + 3 retries) ends with curl's timeout (28) instead of waiting."""
+    url, _ = slow_server
+    env = script_env(f"{url}/stall.rds", tmp_path, MODEL_STALL_SECONDS="1")
+    result = fetch(env, "--allow-http")
+    assert result.returncode == 28, result.stderr
+    assert names(tmp_path) == []
+
+
+def test_the_stall_limit_defaults_to_a_minute():
+    assert 'stall_seconds="${MODEL_STALL_SECONDS:-60}"' in SCRIPT.read_text()

@@ -11,10 +11,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from chart.blob_server import GOOD_SHA, MODEL_BYTES
 from chart.helm_template import CHART_DIR, one, render_chart
 from rmodelpack.contract import RUNTIME_DIR
+from rmodelpack.version import __version__
 
 LOCAL_RUNTIME_DIR = CHART_DIR.parent / "rmodelpack" / "runtime"
 
@@ -57,9 +59,10 @@ def run_fetch(
 
 def test_the_init_container_runs_the_script_shipped_in_the_image(helm):
     container = fetch_container(helm, GOOD_SHA)
-    assert container["command"] == ["/bin/bash", f"{RUNTIME_DIR}/fetch-model.sh"]
+    assert container["command"][:2] == ["/bin/bash", "-c"]
+    assert container["command"][3:] == ["fetch-model", f"{RUNTIME_DIR}/fetch-model.sh"]
     assert "args" not in container
-    assert Path(local_path(container["command"][1])).is_file()
+    assert Path(local_path(container["command"][-1])).is_file()
     assert fetch_container(helm, GOOD_SHA, allow_http=True)["args"] == ["--allow-http"]
     env = {e["name"]: e for e in container["env"]}
     assert env["MODEL_URL"]["valueFrom"] == {"secretKeyRef": {"name": "blob-url", "key": "url"}}
@@ -142,3 +145,26 @@ def test_self_signed_https_is_not_trusted_without_the_ca(
     result = run_fetch(require_tool, helm, GOOD_SHA, f"{https_server}/model.rds", tmp_path)
     assert result.returncode == 60  # CURLE_PEER_FAILED_VERIFICATION: no silent --insecure
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_image_without_the_script_names_the_rmodelpack_version_it_needs(
+    require_tool, helm, tmp_path
+):
+    """Images built before fetch-model.sh existed fail the init container with the fix, not a bare
+    'No such file'."""
+    require_tool("bash")
+    container = fetch_container(helm, GOOD_SHA)
+    argv = [*container["command"][:-1], str(tmp_path / "absent" / "fetch-model.sh")]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+    assert result.returncode == 127
+    assert f"model image built by rmodelpack {__version__} or later" in result.stderr
+    assert "model.source=image" in result.stderr
+
+
+def test_the_readme_names_the_rmodelpack_version_the_url_source_needs():
+    """appVersion tracks rmodelpack (the init container's message quotes it); the README says
+    which images carry fetch-model.sh."""
+    chart = yaml.safe_load((CHART_DIR / "Chart.yaml").read_text())
+    assert chart["appVersion"] == __version__
+    readme = " ".join((CHART_DIR / "README.md").read_text().split())
+    assert f"needs an image built by rmodelpack {__version__} (this chart's `appVersion`)" in readme

@@ -182,6 +182,59 @@ CASES = [
     same("image.repository", "image.repository", "Models/Boston", False),
     same("image.tag", "image.tag", "-bad", False),
     same("image.tag", "image.tag", "1.0.0_a", True),
+    same("image.tag", "image.tag", "1.0.0\n", False),
+    same("runtime.batching.enabled", "runtime.batching.enabled", "false", False),
+    same("runtime.batching.max_rows", "runtime.batching.maxRows", True, False),
+    same("runtime.threads", "runtime.threads", "2", False),
+    same("version", "model.version", "1.0.0\n", False),
+    same("image.repository", "image.repository", "registry.io/team--x/model", True),
+    same("image.repository", "image.repository", "registry.io/my__model", True),
+    same("image.repository", "image.repository", "registry.io/my___model", False),
+    same("image.repository", "image.repository", "registry.io/models/boston\n", False),
+    same("service.host", "ingress.host", "boston.example.com\n", False),
+    realm("boston-rf\n", False),
+    same("service.ingress.class_name", "ingress.className", "nginx\n  defaultBackend: {}", False),
+    same(
+        "service.ingress.class_name",
+        "ingress.className",
+        "webapprouting.kubernetes.azure.com",
+        True,
+    ),
+    Case(
+        "url secret key",
+        {
+            "model.source": "url",
+            "model.url_secret": {"name": "blob", "key": "url\n  optional: true"},
+        },
+        {
+            **URL_SOURCE,
+            "model.url.existingSecret": "blob",
+            "model.url.key": "url\n  optional: true",
+        },
+        False,
+        manifest_word="key",
+        chart_word="key",
+    ),
+    *[
+        Case(
+            f"pvc sub path {sub_path!r}",
+            {"model.source": "pvc", "model.pvc": {"claim_name": "models", "sub_path": sub_path}},
+            {"model.source": "pvc", "model.pvc.claimName": "models", "model.pvc.subPath": sub_path},
+            accepted,
+            manifest_word="sub_path",
+            chart_word="subPath",
+        )
+        for sub_path, accepted in [
+            ("boston/v1/model.rds", True),
+            ("/boston/model.rds", True),
+            ("..hidden/...rds", True),
+            ("../etc/passwd", False),
+            ("boston/./model.rds", False),
+            ("boston//model.rds", False),
+            ("boston model.rds", False),
+            ("model.rds\n- name: LD_PRELOAD", False),
+        ]
+    ],
 ]
 
 
