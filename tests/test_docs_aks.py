@@ -11,9 +11,9 @@ checked by the tool it calls:
 
 Steps run for real, with these substitutions for Azure:
 - ACR → the local registry: ACR_LOGIN_SERVER=127.0.0.1:5000 (what `az acr show` prints on Azure).
-- AKS → the offline control plane of testbed/cluster.sh (kube-apiserver + kwok). Namespace `models` →
-  a fresh namespace per run, deleted afterwards. `kubectl apply` of the ClusterIssuers gets
-  `--dry-run=server`, so the shared cluster keeps no cluster-scoped objects.
+- AKS → the offline control plane of testbed/cluster.sh (kube-apiserver + kwok). Namespace
+  `models` → a fresh namespace per run, deleted afterwards. `kubectl apply` of the
+  ClusterIssuers gets `--dry-run=server`, so the shared cluster keeps no cluster-scoped objects.
 - https://$HOST → the pushed image, run hardened in docker on 127.0.0.1 over plain HTTP. TLS and
   basic auth live in Traefik; tests/chart covers those objects.
 Not run here (flags checked only): `az` (no Azure), the Traefik/cert-manager installs and

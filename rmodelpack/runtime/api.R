@@ -300,6 +300,8 @@ rmp_batch_routes <- function(ctx, metrics) {
   if (!rmp_batching_on(ctx$cfg)) return(list())
   batcher <- rmp_new_batcher(rmp_make_validator(ctx$cfg$input), attr(ctx$predictor, "texts"),
                              ctx$cfg$runtime$batching$max_rows, metrics)
+  # The worker loop scores a queue left behind (worker.R).
+  rmp_state$batcher <- batcher
   hot <- ctx$scoring_handlers
   stats::setNames(lapply(names(hot), function(path) {
     rmp_batch_route(path, hot[[path]], batcher, metrics)

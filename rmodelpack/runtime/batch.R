@@ -1,9 +1,9 @@
 # Adaptive micro-batching inside one worker. Each POST /predict or /score is parsed on arrival
 # (bad JSON, a bad ?type= or too many rows get their own 4xx at once). A request that finds
 # nothing else to batch with is scored at once, as without batching. Otherwise it is queued and
-# the httpuv call returns a promise; one flush, scheduled with later::later(..., 0), runs as soon
-# as the callbacks already waiting in the event loop (requests that have already arrived) have
-# run: it never waits on a timer. The flush checks the queued rows as one set of column vectors
+# the httpuv call returns a promise, until the call of the last request that has already
+# arrived (no other callback due in the event loop: httpuv posts each request there) scores the
+# whole queue and returns its own response directly. Nothing ever waits on a timer. The flush checks the queued rows as one set of column vectors
 # (if that fails, each request on its own: an invalid one gets its own 422 and never joins the
 # batch), scores them with one predict() per group of at most runtime.batching.max_rows rows
 # of the same output type, and cuts each request's answer from one vector of JSON texts. If a
@@ -12,8 +12,8 @@
 
 # A job is an environment: req, rows, body, kind, n, started (when its request arrived), and
 # its route's functions answer(job, texts) -> response, alone(job) -> response (the unbatched
-# path, errors included) and done(job, response) (metrics); deferred (its promise) and queued
-# are set when it is queued.
+# path, errors included) and done(job, response) (metrics); queued, deferred (its promise, if
+# its call returned one) and response are set later.
 rmp_new_batcher <- function(validate, texts, max_rows, metrics) {
   batcher <- new.env(parent = emptyenv())
   batcher$validate <- validate
@@ -21,7 +21,6 @@ rmp_new_batcher <- function(validate, texts, max_rows, metrics) {
   batcher$max_rows <- max_rows
   batcher$metrics <- metrics
   batcher$queue <- list()
-  batcher$scheduled <- FALSE
   batcher
 }
 
@@ -41,17 +40,28 @@ rmp_batch_now <- function(batcher, job) {
   response
 }
 
-# Queues a job and returns the promise of its response.
+# Queues a job. When no other callback is due in the event loop, this is the last request that
+# has arrived: the queue is scored now and this request's response returned as is. Otherwise
+# the caller gets a promise; the last arrival's call (or the worker loop, rmp_batch_flush_idle)
+# scores the queue.
 rmp_batch_submit <- function(batcher, job) {
-  promise <- rmp_deferred()
-  job$deferred <- promise
   job$queued <- rmp_now()
   batcher$queue[[length(batcher$queue) + 1L]] <- job
-  if (!batcher$scheduled) {
-    batcher$scheduled <- TRUE
-    later::later(function() rmp_batch_flush(batcher), 0)
+  if (later::next_op_secs() > 0) {
+    rmp_batch_flush(batcher)
+    return(job$response)
   }
-  promise
+  job$deferred <- rmp_deferred()
+  job$deferred
+}
+
+# Called by the worker loop after each event-loop turn: a queue left behind (the request due
+# after it was not a scoring one, or failed before it was queued) is scored as soon as nothing
+# else is due.
+rmp_batch_flush_idle <- function(batcher) {
+  if (!is.null(batcher) && length(batcher$queue) > 0L && later::next_op_secs() > 0) {
+    rmp_batch_flush(batcher)
+  }
 }
 
 # What httpuv needs of the promise its app's call returns: an object of class "promise" with the
@@ -106,7 +116,6 @@ rmp_settle_like <- function(deferred, state, value) {
 }
 
 rmp_batch_flush <- function(batcher) {
-  batcher$scheduled <- FALSE
   jobs <- batcher$queue
   batcher$queue <- list()
   # A failure in the batching code itself must not leave a request unanswered.
@@ -119,7 +128,7 @@ rmp_batch_flush <- function(batcher) {
 
 rmp_batch_rescue <- function(jobs) {
   for (job in jobs) {
-    if (identical(job$deferred$state, "pending")) rmp_batch_finish(job, job$route$alone(job))
+    if (is.null(job$response)) rmp_batch_finish(job, job$route$alone(job))
   }
 }
 
@@ -211,5 +220,6 @@ rmp_batch_score <- function(batcher, jobs) {
 
 rmp_batch_finish <- function(job, response) {
   job$route$done(job, response)
+  job$response <- response
   if (!is.null(job$deferred)) job$deferred$resolve(response)
 }

@@ -62,12 +62,13 @@ rmp_run_worker <- function(ctx, worker_id, supervisor_pid) {
   app <- rmp_app(ctx, rmp_state$metrics, state)
   httpuv::startPipeServer(socket, mask = strtoi("077", 8L), app = app, quiet = TRUE)
   rmp_write_file_atomic(up, as.character(Sys.getpid()))
-  # Serve until the supervisor is gone; service() returns after each batch of requests (or
+  # Serve until the supervisor is gone; service() returns after each event-loop callback (or
   # after rmp_heartbeat_seconds idle), so the heartbeat keeps ticking and the /proc check runs
   # at most once a second.
   beaten <- checked <- rmp_now()
   repeat {
     httpuv::service(rmp_heartbeat_seconds * 1000)
+    rmp_batch_flush_idle(rmp_state$batcher)
     now <- rmp_now()
     if (now - beaten >= rmp_heartbeat_seconds) {
       rmp_beat(state)
