@@ -163,15 +163,16 @@ def to_ms(text: str | None) -> float:
 
 def parse_wrk(out: str) -> dict[str, float]:
     def find(pattern: str) -> str | None:
-        match = re.search(pattern, out)
+        # Anchored patterns (^...) are per line: "87.50%" in the Stdev column is not the p50.
+        match = re.search(pattern, out, re.MULTILINE)
         return match.group(1) if match else None
 
     if find(r"Requests/sec:\s+([\d.]+)") is None:
         raise RuntimeError(f"unexpected wrk output:\n{out}")
     return {
         "rps": float(find(r"Requests/sec:\s+([\d.]+)")),
-        "p50_ms": to_ms(find(r"50%\s+(\S+)")),
-        "p99_ms": to_ms(find(r"99%\s+(\S+)")),
+        "p50_ms": to_ms(find(r"^\s*50%\s+(\S+)$")),
+        "p99_ms": to_ms(find(r"^\s*99%\s+(\S+)$")),
         "non_2xx": float(find(r"Non-2xx or 3xx responses: (\d+)") or 0),
         "socket_errors": float(bool(find(r"(Socket errors)"))),
     }

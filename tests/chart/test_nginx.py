@@ -88,10 +88,10 @@ def test_nginx_test_hook_goes_through_the_ingress_nginx_controller(scenario_docs
     container = pod["spec"]["containers"][0]
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["INGRESS_SERVICE"] == "ingress-nginx-controller.ingress-nginx.svc.cluster.local"
-    assert env["PUBLIC_HOST"] == "boston.example.com"
-    script = container["command"][-1]
-    assert "expected 401 without credentials" in script
-    assert "through NGINX Ingress ok" in script
+    assert env["PUBLIC_URL"] == "https://boston.example.com"
+    # With auth on, helm-test.sh expects 401 without these credentials, then uses them.
+    assert {"AUTH_USERNAME", "AUTH_PASSWORD"} <= env.keys()
+    assert container["command"][-1] == "/opt/rmodelpack/runtime/helm-test.sh"
 
 
 @pytest.mark.parametrize(

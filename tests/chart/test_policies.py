@@ -68,20 +68,21 @@ def test_test_hook_is_not_selected_by_the_service(scenario_docs):
 
 
 def test_test_hook_calls_readyz_and_predict_through_the_service(scenario_docs):
+    """The image's helm-test.sh does the calls (tests/chart/test_helm_test_script.py runs it);
+    the hook gives it the Service, the sample body and the ingress route."""
     pod = one(scenario_docs("everything"), "Pod")
     container = pod["spec"]["containers"][0]
-    script = container["command"][-1]
+    assert container["command"][-1] == "/opt/rmodelpack/runtime/helm-test.sh"
     env = {e["name"]: e for e in container["env"]}
     assert env["SERVICE_URL"]["value"] == "http://release-boston.models.svc:80"
     assert env["PREDICT_BODY"]["value"] == '[{"crim": 0.1, "rm": 6.5, "lstat": 4.9}]'
-    assert '"$SERVICE_URL/readyz"' in script and '"$SERVICE_URL/predict"' in script
-    # Through Traefik with auth: 401 without credentials, then the credentials from a Secret.
-    assert "expected 401 without credentials" in script
+    # Through Traefik with TLS and auth: the credentials come from a Secret.
     assert env["AUTH_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
         "name": "boston-test-credentials",
         "key": "password",
     }
-    assert env["PUBLIC_HOST"]["value"] == "boston.example.com"
+    assert env["PUBLIC_URL"]["value"] == "https://boston.example.com"
+    assert env["INGRESS_SERVICE"]["value"] == "traefik.traefik.svc.cluster.local"
 
 
 def test_test_hook_can_be_switched_off(helm):
