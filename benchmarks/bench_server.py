@@ -1,8 +1,9 @@
 """Keep-alive throughput and latency: plain Plumber vs rmodelpack with micro-batching off and on.
 
 In one run, at 1, 8, 32 and 64 keep-alive connections (wrk, one thread, a few seconds each):
-the reference's plain Plumber (one process, POST /score, plumber::pr_run), then rmodelpack with
-workers = cores and runtime.batching off (RMP_BATCHING=false) and on, on /score and /predict.
+the reference's plain Plumber (one process, POST /score, plumber::pr_run), and rmodelpack with
+workers = cores and runtime.batching off (RMP_BATCHING=false) and on, on /score and /predict;
+the servers run side by side and are measured in turn at each connection count.
 Prints req/s, p50, p99, the share of the predict-only ceiling (cores ÷ one single-row predict()),
 the ratio to the baseline at the same connection count, the R workers' CPU per request, the
 mean requests per predict() call (from /metrics), and the load average before and after.
@@ -56,32 +57,29 @@ def measured_run(server, path: str, body, connections: int, seconds: int) -> dic
     return result
 
 
-def run_baseline(model: Path, connections: list[int], seconds: int) -> dict[int, dict]:
+def run_all(model: Path, workers: int, connections: list[int], seconds: int, tmp: Path) -> dict:
+    """The three servers run side by side (idle while another is measured) and are measured in
+    turn at each connection count, so a change in the machine's load hits all of them alike."""
     port = free_port()
     baseline = start_baseline(model, port)
+    servers = {}
     try:
-        url = f"http://127.0.0.1:{port}/score"
-        return {c: wrk(url, {"df": ONE_ROW}, c, seconds) for c in connections}
+        for label, batching in (("batching off", "false"), ("batching on", "true")):
+            servers[label] = start_rmodelpack(model, workers, tmp, env={"RMP_BATCHING": batching})
+            wrk(servers[label].url("/score"), {"df": ONE_ROW}, 8, 1)  # warm-up
+        results: dict = {}
+        for c in connections:
+            url = f"http://127.0.0.1:{port}/score"
+            results[("plain Plumber /score", c)] = wrk(url, {"df": ONE_ROW}, c, seconds)
+            for path, body in (("/score", {"df": ONE_ROW}), ("/predict", ONE_ROW)):
+                for label, server in servers.items():
+                    results[(f"{label} {path}", c)] = measured_run(server, path, body, c, seconds)
+        return results
     finally:
         baseline.terminate()
         baseline.wait()
-
-
-def run_rmodelpack(
-    model: Path, workers: int, batching: bool, connections: list[int], seconds: int, tmp: Path
-) -> dict[tuple[str, int], dict]:
-    server = start_rmodelpack(
-        model, workers, tmp, env={"RMP_BATCHING": "true" if batching else "false"}
-    )
-    results = {}
-    try:
-        wrk(server.url("/score"), {"df": ONE_ROW}, 8, 1)  # warm-up
-        for c in connections:
-            for path, body in (("/score", {"df": ONE_ROW}), ("/predict", ONE_ROW)):
-                results[(path, c)] = measured_run(server, path, body, c, seconds)
-    finally:
-        server.terminate()
-    return results
+        for server in servers.values():
+            server.terminate()
 
 
 def table_row(label: str, c: int, result: dict, ceiling: float, base_rps: float) -> str:
@@ -109,10 +107,8 @@ def main() -> None:
     predict_s = predict_seconds(model)
     ceiling = cores / predict_s
 
-    baseline = run_baseline(model, connections, args.seconds)
     with tempfile.TemporaryDirectory(prefix="rmp-bench-") as tmp:
-        off = run_rmodelpack(model, workers, False, connections, args.seconds, Path(tmp))
-        on = run_rmodelpack(model, workers, True, connections, args.seconds, Path(tmp))
+        results = run_all(model, workers, connections, args.seconds, Path(tmp))
 
     print(
         f"\nload average before: {load_before}  after: {load_average()}\n"
@@ -125,12 +121,11 @@ def main() -> None:
     )
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for c in connections:
-        base = {**baseline[c], "seconds": args.seconds}
-        print(table_row("plain Plumber /score", c, base, ceiling, baseline[c]["rps"]))
-        for label, results in (("batching off", off), ("batching on", on)):
-            for path in ("/score", "/predict"):
-                result = {**results[(path, c)], "seconds": args.seconds}
-                print(table_row(f"{label} {path}", c, result, ceiling, baseline[c]["rps"]))
+        base_rps = results[("plain Plumber /score", c)]["rps"]
+        for (label, conns), result in results.items():
+            if conns == c:
+                row = {**result, "seconds": args.seconds}
+                print(table_row(label, c, row, ceiling, base_rps))
 
 
 if __name__ == "__main__":

@@ -7,9 +7,10 @@
 # `kubectl port-forward --address 127.0.0.1` or through Traefik (`ingress`).
 #
 #   testbed/node.sh build        cluster.sh build, then (or reuse) .bin/kubelet, kube-proxy,
-#                                metrics-server, coredns, traefik and the pause and Traefik images
+#                                metrics-server, coredns, traefik, cert-manager-ca (the CA-only
+#                                controller of testbed/cert-manager) and the pause and Traefik images
 #   testbed/node.sh up           cluster.sh up, then containerd + kubelet (waits for the node
-#                                Ready), kube-proxy, CoreDNS and metrics-server
+#                                Ready), kube-proxy, CoreDNS, metrics-server and cert-manager-ca
 #   testbed/node.sh load IMAGE.. copy docker images into the node's containerd (k8s.io namespace)
 #   testbed/node.sh ingress      (after up) Traefik, built from its Go module, as a host-network pod
 #                                on the node: websecure on 127.0.0.1:17443, web on 127.0.0.1:17080
@@ -91,10 +92,18 @@ build_coredns() {
     "-s -w -X github.com/coredns/coredns/coremain.GitCommit=$COREDNS_VERSION"
 }
 
+# testbed/cert-manager: a CA-only cert-manager controller from the main module's public packages.
+# The stamp hashes its sources, so an edit rebuilds it and an unchanged tree skips the build.
+CERT_MANAGER_DIR="$ROOT/testbed/cert-manager"
+cert_manager_stamp() {
+  cat "$CERT_MANAGER_DIR"/{main.go,go.mod,go.sum} | sha256sum | cut -c1-16
+}
+build_cert_manager() { bash "$CERT_MANAGER_DIR/build.sh" "$BIN/$1"; }
+
 # Everything `up` and `ingress` need, so that after `build` they only start things.
 build_node() {
   bash "$ROOT/testbed/cluster.sh" build
-  step "Node binaries and images (kubelet, kube-proxy, metrics-server, CoreDNS, Traefik, pause)"
+  step "Node binaries and images (kubelet, kube-proxy, metrics-server, CoreDNS, cert-manager-ca, Traefik, pause)"
   command -v containerd >/dev/null || die "containerd is needed (apt-get install containerd)"
   command -v docker >/dev/null || die "docker is needed to build the pause and Traefik images"
   command -v iptables >/dev/null || die "iptables is needed for Service IPs (apt-get install iptables)"
@@ -104,6 +113,7 @@ build_node() {
   cached_build kube-proxy "$KUBERNETES_VERSION" build_node_command
   cached_build metrics-server "$METRICS_SERVER_VERSION" build_metrics_server
   cached_build coredns "$COREDNS_VERSION" build_coredns
+  cached_build cert-manager-ca "$(cert_manager_stamp)" build_cert_manager
   if pause_image_present; then info "$PAUSE_IMAGE present"; else build_pause_image; fi
   if traefik_image_present; then info "$TRAEFIK_IMAGE present"; else build_traefik_image; fi
 }
@@ -336,6 +346,20 @@ start_metrics_server() {
     "/apis/metrics.k8s.io/v1beta1/nodes/$REAL_NODE"
 }
 
+# cert-manager-ca issues the chart's Certificates from CA Issuers in every namespace (a host
+# process with a kubeconfig; no webhook, no leader election, no ClusterIssuers). Its client
+# certificate is in system:masters: upstream's RBAC ships with cert-manager's Helm chart, which
+# is not here. It has no health endpoint; its log shows each control loop starting.
+start_cert_manager() {
+  [ -f "$PKI/cert-manager.crt" ] || issue_cert cert-manager "/O=system:masters/CN=rmp:cert-manager"
+  write_kubeconfig cert-manager
+  start_daemon --nice cert-manager "$BIN/cert-manager-ca" \
+    --kubeconfig="$CLUSTER_STATE/cert-manager.kubeconfig"
+  wait_until "cert-manager-ca control loops" "$LOGS/cert-manager.log" grep -q \
+    'controller="certificates-issuing"' "$LOGS/cert-manager.log"
+}
+cert_manager_running() { daemon_running cert-manager "$BIN/cert-manager-ca"; }
+
 # kube-proxy in iptables mode: Service IPs (10.96.0.0/16) become DNAT rules to the endpoints.
 # Host-wide rules, kept small: NodePorts only on the bridge's own address (never on the host's
 # interfaces, never on localhost, which would need route_localnet); conntrack sysctls left as
@@ -393,7 +417,7 @@ node_has_loopback_address() {
 node_healthy() {
   pod_subnet_is_fenced && bridge_forwarding_accepted && containerd_ready && kubelet_healthy &&
     node_ready "$REAL_NODE" && node_has_loopback_address && kube_proxy_healthy && coredns_ready &&
-    metrics_api_available
+    metrics_api_available && cert_manager_running
 } >/dev/null 2>&1
 
 cmd_node_up() {
@@ -412,6 +436,7 @@ cmd_node_up() {
   start_kube_proxy
   start_coredns
   start_metrics_server
+  start_cert_manager
   info "node up in $((SECONDS - started))s"
 }
 
@@ -425,6 +450,7 @@ cmd_node_status() {
   check "kube-proxy /healthz" kube_proxy_healthy
   check "CoreDNS /ready" coredns_ready
   check "metrics.k8s.io API" metrics_api_available
+  check "cert-manager-ca" cert_manager_running
   return "$STATUS_OK"
 }
 
@@ -551,6 +577,7 @@ remove_iptables_rules() {
 
 cmd_node_down() {
   delete_node_pods
+  stop_daemon cert-manager "$BIN/cert-manager-ca"
   stop_daemon metrics-server "$BIN/metrics-server"
   stop_daemon coredns "$BIN/coredns"
   stop_daemon kube-proxy "$BIN/kube-proxy"

@@ -178,8 +178,8 @@ rmp_static_json <- function(value) {
 
 rmp_scoring_handlers <- function(ctx) {
   guarded <- function(handler) {
-    structure(rmp_guard(handler), prepare = attr(handler, "prepare"), score = attr(handler, "score"),
-              wrap = attr(handler, "wrap"))
+    structure(rmp_guard(handler), prepare = attr(handler, "prepare"),
+              score = attr(handler, "score"), wrap = attr(handler, "wrap"))
   }
   list(
     `/predict` = guarded(rmp_handler_predict(ctx, "auto", wrap = TRUE)),
@@ -264,8 +264,16 @@ rmp_batch_route <- function(path, handler, batcher, metrics) {
   prepare <- attr(handler, "prepare")
   score <- attr(handler, "score")
   wrap <- attr(handler, "wrap")
+  # Parses the request; scores it at once when there is nothing to batch it with (or no rows),
+  # else leaves the job on res for the queue.
   admit <- rmp_guard(function(req, res) {
-    res$job <- prepare(req)
+    job <- prepare(req)
+    if (length(job$rows) == 0L) return(score(job, res))
+    if (rmp_batch_alone(batcher)) {
+      rmp_batch_record_alone(batcher)
+      return(score(job, res))
+    }
+    res$job <- job
     res
   })
   route <- list(
@@ -281,9 +289,8 @@ rmp_batch_route <- function(path, handler, batcher, metrics) {
   )
   function(req, started) {
     res <- admit(req, rmp_light_response())
-    if (is.null(res$job) || length(res$job$rows) == 0) {
-      response <- if (is.null(res$job)) rmp_light_result(res) else
-        rmp_call_light(function(req, res2) score(res$job, res2), req)
+    if (is.null(res$job)) {
+      response <- rmp_light_result(res)
       rmp_record(metrics, path, "POST", response$status, rmp_now() - started)
       return(response)
     }
@@ -292,7 +299,7 @@ rmp_batch_route <- function(path, handler, batcher, metrics) {
     job$n <- length(job$rows)
     job$started <- started
     job$route <- route
-    if (rmp_batch_alone(batcher)) rmp_batch_now(batcher, job) else rmp_batch_submit(batcher, job)
+    rmp_batch_submit(batcher, job)
   }
 }
 

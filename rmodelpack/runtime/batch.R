@@ -3,12 +3,12 @@
 # nothing else to batch with is scored at once, as without batching. Otherwise it is queued and
 # the httpuv call returns a promise, until the call of the last request that has already
 # arrived (no other callback due in the event loop: httpuv posts each request there) scores the
-# whole queue and returns its own response directly. Nothing ever waits on a timer. The flush checks the queued rows as one set of column vectors
-# (if that fails, each request on its own: an invalid one gets its own 422 and never joins the
-# batch), scores them with one predict() per group of at most runtime.batching.max_rows rows
-# of the same output type, and cuts each request's answer from one vector of JSON texts. If a
-# batched predict() fails, its requests are scored one by one, so only a request that fails
-# on its own gets the 500.
+# whole queue and returns its own response directly. Nothing ever waits on a timer.
+# The flush checks the queued rows as one set of column vectors (if that fails, each request on
+# its own: an invalid one gets its own 422 and never joins the batch), scores them with one
+# predict() per group of at most runtime.batching.max_rows rows of the same output type, and
+# cuts each request's answer from one vector of JSON texts. If a batched predict() fails, its
+# requests are scored one by one, so only a request that fails on its own gets the 500.
 
 # A job is an environment: req, rows, body, kind, n, started (when its request arrived), and
 # its route's functions answer(job, texts) -> response, alone(job) -> response (the unbatched
@@ -31,13 +31,10 @@ rmp_batch_alone <- function(batcher) {
   length(batcher$queue) == 0L && later::next_op_secs() > 0
 }
 
-# Scores a job at once (rmp_batch_alone) and returns its response.
-rmp_batch_now <- function(batcher, job) {
+# A request scored at once (rmp_batch_alone) is a scoring call of one that never waited.
+rmp_batch_record_alone <- function(batcher) {
   rmp_record_waits(batcher$metrics, 0)
   rmp_record_batch_size(batcher$metrics, 1L)
-  response <- job$route$alone(job)
-  job$route$done(job, response)
-  response
 }
 
 # Queues a job. When no other callback is due in the event loop, this is the last request that

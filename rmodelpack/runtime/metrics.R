@@ -15,7 +15,9 @@ rmp_batch_buckets <- c(1, 2, 4, 8, 16, 32, 64, 128, 256)
 rmp_wait_buckets <- c(0, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                       0.25, 1)
 
-rmp_new_histogram <- function(bounds) list(buckets = numeric(length(bounds) + 1), sum = 0, count = 0)
+rmp_new_histogram <- function(bounds) {
+  list(buckets = numeric(length(bounds) + 1), sum = 0, count = 0)
+}
 
 rmp_new_counters <- function() {
   list(requests = numeric(0), buckets = numeric(length(rmp_buckets) + 1), sum = 0, count = 0,
@@ -160,7 +162,8 @@ rmp_requests_lines <- function(requests) {
 }
 
 rmp_histogram_lines <- function(counters, name = "rmp_request_duration_seconds",
-                                bounds = rmp_buckets, help = "Time the R workers spent on a request.") {
+                                bounds = rmp_buckets,
+                                help = "Time the R workers spent on a request.") {
   cumulative <- cumsum(counters$buckets)
   les <- c(rmp_format_number(bounds), "+Inf")
   c(

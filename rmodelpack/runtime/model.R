@@ -95,10 +95,6 @@ rmp_number_texts <- function(values) {
   text
 }
 
-rmp_numbers_json <- function(values) {
-  paste0("[", paste(rmp_number_texts(values), collapse = ","), "]")
-}
-
 rmp_string_texts <- function(values) {
   values <- as.character(values)
   quoted <- rep("null", length(values))

@@ -1,6 +1,13 @@
 """The boston-rf example on the real node: rendered values, the image, the overrides the node
 needs, R's own predictions, `kubectl port-forward` on 127.0.0.1, and a client that reaches the
-chart's Ingress through Traefik on 127.0.0.1 (TLS with the chart's host name, basic auth)."""
+chart's Ingress through Traefik on 127.0.0.1 (TLS with the release's host name, basic auth).
+
+Every release gets a host name of its own (`ingress_host`), never the example's
+boston.example.com: Traefik watches every namespace of the cluster, and a second Ingress with the
+same host and path (another test's release, or tests/cluster's kwok scenarios, which install
+boston-rf with random passwords) makes a second router with the same rule and priority. Traefik
+then sends our requests through the other release's basic-auth Middleware: 401 with the right
+password (docs/cluster.md, "One host per release")."""
 
 from __future__ import annotations
 
@@ -20,7 +27,8 @@ from requests.adapters import HTTPAdapter
 EXAMPLE = EXAMPLES_DIR / "boston-rf"
 NATIVE_PREDICT_R = REPO_ROOT / "tests" / "image" / "native_predict.R"
 NODE_SCRIPT = REPO_ROOT / "testbed" / "node.sh"
-HOST = "boston.example.com"  # examples/boston-rf/rmodel.yaml service.host
+# Reserved for testing (RFC 2606): never resolved outside, curl --resolve maps it to 127.0.0.1.
+HOST_DOMAIN = "rmp-node.test"
 WEBSECURE_PORT = 17443  # testbed/node.sh TRAEFIK_WEBSECURE_PORT
 USER = "scorer"
 PASSWORD = "node-e2e-password"
@@ -85,12 +93,21 @@ def prepare(workdir: Path, example: Path = EXAMPLE) -> Path:
     return rendered
 
 
+def ingress_host(namespace: str) -> str:
+    """The host name of the release in `namespace` (one release per namespace here): unique in
+    the cluster, so no other Ingress shares its Traefik router rule."""
+    return f"{namespace}.{HOST_DOMAIN}"
+
+
 def upgrade(
     release: str, namespace: str, rendered: Path, workdir: Path, extra: dict | None = None
 ) -> None:
-    """helm upgrade --install --wait with the rendered values, the node's overrides and `extra`."""
+    """helm upgrade --install --wait with the rendered values, the node's overrides (and the
+    namespace's own host name) and `extra`."""
     overrides = workdir / "node-values.yaml"
-    overrides.write_text(yaml.safe_dump(NODE_OVERRIDES))
+    overrides.write_text(
+        yaml.safe_dump({**NODE_OVERRIDES, "ingress": {"host": ingress_host(namespace)}})
+    )
     files = ["-f", str(rendered / "values.yaml"), "-f", str(overrides)]
     if extra:
         (workdir / "test-values.yaml").write_text(yaml.safe_dump(extra))
@@ -142,20 +159,27 @@ def native_prediction(rendered: Path, rows: list[dict], workdir: Path) -> list[f
     return json.loads(done.stdout)["values"]
 
 
-def issue_tls(workdir: Path) -> tuple[Path, Path, Path]:
-    """A test CA and a certificate for HOST signed by it: (ca.crt, tls.crt, tls.key)."""
+_EC_KEY = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+
+
+def make_ca(workdir: Path) -> tuple[Path, Path]:
+    """A test CA (one day, EC P-256): (ca.crt, ca.key)."""
     require_tool("openssl")
     ca_key, ca_crt = workdir / "ca.key", workdir / "ca.crt"
-    key, csr, crt = workdir / "tls.key", workdir / "tls.csr", workdir / "tls.crt"
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
-    run("openssl", "req", "-x509", *ec, "-keyout", str(ca_key), "-out", str(ca_crt),
+    run("openssl", "req", "-x509", *_EC_KEY, "-keyout", str(ca_key), "-out", str(ca_crt),
         "-subj", "/CN=rmodelpack-node-e2e-ca", "-days", "1",
         "-addext", "basicConstraints=critical,CA:TRUE")  # fmt: skip
-    run(
-        "openssl", "req", "-new", *ec, "-keyout", str(key), "-out", str(csr), "-subj", f"/CN={HOST}"
-    )
+    return ca_crt, ca_key
+
+
+def issue_tls(workdir: Path, host: str) -> tuple[Path, Path, Path]:
+    """A test CA and a certificate for `host` signed by it: (ca.crt, tls.crt, tls.key)."""
+    ca_crt, ca_key = make_ca(workdir)
+    key, csr, crt = workdir / "tls.key", workdir / "tls.csr", workdir / "tls.crt"
+    run("openssl", "req", "-new", *_EC_KEY, "-keyout", str(key), "-out", str(csr),
+        "-subj", f"/CN={host}")  # fmt: skip
     extensions = workdir / "tls.ext"
-    extensions.write_text(f"subjectAltName=DNS:{HOST}\nextendedKeyUsage=serverAuth\n")
+    extensions.write_text(f"subjectAltName=DNS:{host}\nextendedKeyUsage=serverAuth\n")
     run("openssl", "x509", "-req", "-in", str(csr), "-CA", str(ca_crt), "-CAkey", str(ca_key),
         "-CAcreateserial", "-days", "1", "-extfile", str(extensions), "-out", str(crt))  # fmt: skip
     return ca_crt, crt, key
@@ -166,30 +190,35 @@ def create_tls_secret(namespace: str, workdir: Path) -> Path:
     (cert-manager's controller cannot be built here); returns the CA certificate."""
     certificate = kubectl_json("get", "certificates.cert-manager.io", "-n", namespace)
     secret_name = certificate["items"][0]["spec"]["secretName"]
-    ca_crt, crt, key = issue_tls(workdir)
+    ca_crt, crt, key = issue_tls(workdir, ingress_host(namespace))
     kubectl("create", "secret", "tls", secret_name, "-n", namespace,
             f"--cert={crt}", f"--key={key}")  # fmt: skip
     return ca_crt
 
 
 class _ChartHostAdapter(HTTPAdapter):
-    """Connects to 127.0.0.1 while sending and verifying HOST as the TLS server name (SNI),
+    """Connects to 127.0.0.1 while sending and verifying `host` as the TLS server name (SNI),
     like `curl --resolve HOST:PORT:127.0.0.1`."""
 
+    def __init__(self, host: str) -> None:
+        self.host = host
+        super().__init__()
+
     def init_poolmanager(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        kwargs["server_hostname"] = HOST
+        kwargs["server_hostname"] = self.host
         super().init_poolmanager(*args, **kwargs)
 
 
-def ingress_session(ca_crt: Path, auth: bool = True) -> requests.Session:
-    """A client for https://HOST through Traefik on 127.0.0.1:WEBSECURE_PORT; use ingress_url."""
+def ingress_session(ca_crt: Path, host: str, auth: bool = True) -> requests.Session:
+    """A client for https://`host` through Traefik on 127.0.0.1:WEBSECURE_PORT; use
+    ingress_url."""
     session = requests.Session()
     # Not the environment's REQUESTS_CA_BUNDLE (it would override `verify`) nor its proxies:
     # only our CA, only 127.0.0.1.
     session.trust_env = False
-    session.mount(f"https://127.0.0.1:{WEBSECURE_PORT}", _ChartHostAdapter())
+    session.mount(f"https://127.0.0.1:{WEBSECURE_PORT}", _ChartHostAdapter(host))
     session.verify = str(ca_crt)
-    session.headers["Host"] = HOST
+    session.headers["Host"] = host
     if auth:
         session.auth = (USER, PASSWORD)
     return session
@@ -197,3 +226,15 @@ def ingress_session(ca_crt: Path, auth: bool = True) -> requests.Session:
 
 def ingress_url(path: str) -> str:
     return f"https://127.0.0.1:{WEBSECURE_PORT}{path}"
+
+
+def other_ingresses_for(host: str, namespace: str) -> list[str]:
+    """Ingresses outside `namespace` that claim `host`: each would be a second Traefik router
+    with our rule (see the module's docstring)."""
+    ingresses = kubectl_json("get", "ingress", "--all-namespaces")["items"]
+    return [
+        f"{item['metadata']['namespace']}/{item['metadata']['name']}"
+        for item in ingresses
+        if item["metadata"]["namespace"] != namespace
+        and any(rule.get("host") == host for rule in item["spec"].get("rules", []))
+    ]

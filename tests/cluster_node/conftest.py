@@ -1,5 +1,6 @@
 """Fixtures for the real node (testbed/node.sh): a kubelet on its own containerd, CNI bridge +
-portmap, kube-proxy, CoreDNS, metrics-server, and Traefik as the ingress controller.
+portmap, kube-proxy, CoreDNS, metrics-server, the CA-only cert-manager controller, and Traefik
+as the ingress controller.
 
 Part of the default run (`bash ci/test.sh`). From a cold machine the `real_node` fixture builds
 what is missing (`node.sh up` runs `build`), starts the control plane and the node, and after
@@ -26,6 +27,7 @@ MODULE_ORDER = (
     "test_serve",
     "test_helm_test",
     "test_ingress",
+    "test_cert_manager",
     "test_autoscaling",
     "test_rollout",
 )

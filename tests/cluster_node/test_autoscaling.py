@@ -43,13 +43,13 @@ TEST_AUTOSCALING = {
 @pytest.fixture(scope="module")
 def release(
     traefik: str, module_namespace: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Path]:
-    """The CA certificate of boston-rf behind Traefik, with the HPA on at 1-2 replicas."""
+) -> Iterator[tuple[Path, str]]:
+    """(CA certificate, host) of boston-rf behind Traefik, with the HPA on at 1-2 replicas."""
     workdir = tmp_path_factory.mktemp("boston-rf-hpa")
     install(RELEASE, module_namespace, workdir, TEST_AUTOSCALING)
     ca_crt = create_tls_secret(module_namespace, workdir)
-    wait_for_route(ca_crt)
-    yield ca_crt
+    host = wait_for_route(ca_crt, module_namespace)
+    yield ca_crt, host
     helm("uninstall", RELEASE, "-n", module_namespace, "--wait", "--timeout", "120s", check=False)
 
 
@@ -86,9 +86,9 @@ def back_to_one_pod(namespace: str) -> bool:
 
 
 def test_hpa_scales_up_under_load_balances_and_scales_back_down(
-    module_namespace: str, release: Path
+    module_namespace: str, release: tuple[Path, str]
 ) -> None:
-    ca_crt = release
+    ca_crt, host = release
     assert hpa(module_namespace)["spec"]["minReplicas"] == 1
     assert eventually(lambda: cpu_metric_seen(module_namespace), timeout=120), hpa(
         module_namespace
@@ -96,14 +96,15 @@ def test_hpa_scales_up_under_load_balances_and_scales_back_down(
     assert len(ready_pods(module_namespace, SELECTOR)) == 1
 
     tag = f"balance-{uuid.uuid4().hex[:8]}"
-    with Traffic(ca_crt, threads=3, max_requests=20000, max_seconds=300, body=HEAVY_BODY) as load:
+    load_limits = {"max_requests": 20000, "max_seconds": 300}
+    with Traffic(ca_crt, host, threads=3, body=HEAVY_BODY, **load_limits) as load:
         scaled_up = eventually(
             lambda: len(ready_pods(module_namespace, SELECTOR)) == 2, timeout=240, interval=2
         )
         statuses = Counter(answer.status for answer in load.answers)
         assert scaled_up, f"no second pod under load ({statuses}): {hpa(module_namespace)}"
         pods = ready_pods(module_namespace, SELECTOR)
-        with Traffic(ca_crt, max_requests=60, max_seconds=60, request_ids=tag) as tagged:
+        with Traffic(ca_crt, host, max_requests=60, max_seconds=60, request_ids=tag) as tagged:
             tagged.join()
         # nginx flushes its access log every second
         counts = eventually(lambda: every_pod_answered(module_namespace, pods, tag), timeout=30)

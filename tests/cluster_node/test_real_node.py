@@ -17,7 +17,7 @@ REAL_NODE = "rmp-node-0"
 TAINT_KEY = "rmodelpack.io/real-node"
 PAUSE_IMAGE = "rmodelpack.local/pause:3.10"
 POD_SUBNET = "10.88.0.0/16"
-NODE_DAEMONS = {"containerd", "kubelet", "kube-proxy", "coredns", "metrics-server"}
+NODE_DAEMONS = {"containerd", "kubelet", "kube-proxy", "coredns", "metrics-server", "cert-manager"}
 BRIDGE = "rmp-cni0"
 BRIDGE_IP = "10.88.0.1"
 

@@ -32,6 +32,7 @@ STREAM = {"paths": ("/predict", "/metadata"), "threads": 2, "max_requests": 6000
 class Rollout:
     namespace: str
     ca_crt: Path
+    host: str
     new_render: Path
     workdir: Path
 
@@ -46,8 +47,8 @@ def rollout(
     old_render = prepare(workdir / OLD)
     upgrade(RELEASE, module_namespace, old_render, workdir)
     ca_crt = create_tls_secret(module_namespace, workdir)
-    wait_for_route(ca_crt)
-    yield Rollout(module_namespace, ca_crt, new_render, workdir)
+    host = wait_for_route(ca_crt, module_namespace)
+    yield Rollout(module_namespace, ca_crt, host, new_render, workdir)
     helm("uninstall", RELEASE, "-n", module_namespace, "--wait", "--timeout", "120s", check=False)
 
 
@@ -87,7 +88,7 @@ def test_upgrade_then_rollback_under_a_steady_stream_fails_no_request(rollout: R
     namespace = rollout.namespace
     assert deployment_version(namespace) == OLD
 
-    with Traffic(rollout.ca_crt, max_seconds=400, **STREAM) as stream:
+    with Traffic(rollout.ca_crt, rollout.host, max_seconds=400, **STREAM) as stream:
         assert eventually(lambda: settled_on(stream, OLD), timeout=30)
         upgrade(RELEASE, namespace, rollout.new_render, rollout.workdir)
         kubectl("rollout", "status", deployment(namespace), "-n", namespace, "--timeout=120s")
@@ -96,7 +97,7 @@ def test_upgrade_then_rollback_under_a_steady_stream_fails_no_request(rollout: R
     assert deployment_version(namespace) == NEW
     upgraded = len(stream.answers)
 
-    with Traffic(rollout.ca_crt, max_seconds=400, **STREAM) as stream:
+    with Traffic(rollout.ca_crt, rollout.host, max_seconds=400, **STREAM) as stream:
         assert eventually(lambda: settled_on(stream, NEW), timeout=30)
         helm("rollback", RELEASE, "1", "-n", namespace, "--wait", "--timeout", "300s",
              timeout=360)  # fmt: skip

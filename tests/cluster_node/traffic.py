@@ -10,7 +10,13 @@ from pathlib import Path
 
 import requests
 
-from cluster_node.boston import ingress_session, ingress_url, predict_body
+from cluster_node.boston import (
+    ingress_host,
+    ingress_session,
+    ingress_url,
+    other_ingresses_for,
+    predict_body,
+)
 
 
 @dataclass
@@ -24,10 +30,11 @@ class Answer:
 
 @dataclass
 class Traffic:
-    """`threads` clients sending `paths` in turn through Traefik until stop(), `max_requests` or
-    `max_seconds`. Use as a context manager; answers are in .answers."""
+    """`threads` clients sending `paths` in turn to `host` through Traefik until stop(),
+    `max_requests` or `max_seconds`. Use as a context manager; answers are in .answers."""
 
     ca_crt: Path
+    host: str
     paths: tuple[str, ...] = ("/predict",)
     threads: int = 1
     pause: float = 0.0
@@ -70,7 +77,7 @@ class Traffic:
             return self._sent
 
     def _run(self, deadline: float) -> None:
-        session = ingress_session(self.ca_crt)
+        session = ingress_session(self.ca_crt, self.host)
         while not self._stop.is_set() and time.monotonic() < deadline:
             number = self._next_number()
             if number is None:
@@ -110,14 +117,20 @@ def send(session: requests.Session, path: str, body: dict, headers: dict) -> Ans
     return answer
 
 
-def wait_for_route(ca_crt: Path, timeout: float = 120) -> None:
-    """Traefik loads the chart's Ingress and TLS Secret a few seconds after they appear: until
-    then it presents its default certificate (an SSL error) or answers 404."""
-    session = ingress_session(ca_crt)
+def wait_for_route(ca_crt: Path, namespace: str, timeout: float = 120) -> str:
+    """Waits until Traefik routes the host of the release in `namespace` (it loads the chart's
+    Ingress and TLS Secret a few seconds after they appear: until then it presents its default
+    certificate, an SSL error, or answers 404); returns the host. Fails at once when an Ingress
+    in another namespace claims the same host: Traefik would then answer through that release's
+    router (its basic auth: 401 with our password), which no retry can tell from a real fault."""
+    host = ingress_host(namespace)
+    others = other_ingresses_for(host, namespace)
+    assert not others, f"{host} is also claimed by {others}; every release needs a host of its own"
+    session = ingress_session(ca_crt, host)
     deadline = time.monotonic() + timeout
     while True:
         answer = send(session, "/metadata", {}, {})
         if answer.status == 200:
-            return
+            return host
         assert time.monotonic() < deadline, f"no route through Traefik: {answer}"
         time.sleep(1)
