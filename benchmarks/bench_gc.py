@@ -31,21 +31,6 @@ SETTINGS: dict[str, dict[str, str]] = {
     "R_NSIZE=2M R_VSIZE=64M": {"R_NSIZE": "2M", "R_VSIZE": "64M"},
 }
 ROUTES = {"/predict": ONE_ROW, "/score": {"df": ONE_ROW}}
-# Site profile: gcinfo(TRUE), and a finalizer that re-arms itself after each collection and
-# prints the collector's CPU time (gc.time()) since its last run, i.e. the pause just taken.
-GC_PROFILE = """invisible(gcinfo(TRUE))
-local({
-  last <- gc.time()[[1]]
-  note <- function(e) {
-    now <- gc.time()[[1]]
-    cat(sprintf("rmp-gc-pause %.4f\\n", now - last), file = stderr())
-    last <<- now
-    reg.finalizer(new.env(), note)
-  }
-  invisible(reg.finalizer(new.env(), note))
-})
-"""
-GC_PAUSE = re.compile(r"^rmp-gc-pause ([\d.]+)$", re.MULTILINE)
 # gcinfo(TRUE) prints "Garbage collection 12 = 8+2+2 (level 0) ..." on each collection.
 GC_LINE = re.compile(r"^Garbage collection \d+ = \d+\+\d+\+\d+ \(level (\d)\)", re.MULTILINE)
 
@@ -54,7 +39,7 @@ def gcinfo_rscript(directory: Path) -> Path:
     """A bin dir whose Rscript is the real one with gcinfo(TRUE) in a site profile."""
     real = shutil.which("Rscript")
     assert real, "Rscript is not on PATH"
-    (directory / "gcinfo.R").write_text(GC_PROFILE)
+    (directory / "gcinfo.R").write_text("invisible(gcinfo(TRUE))\n")
     script = directory / "Rscript"
     script.write_text(
         "#!/bin/sh\n"
@@ -71,25 +56,22 @@ def status_kb(pid: int, field: str) -> int:
     return int(match.group(1)) if match else 0
 
 
-def gc_levels(server) -> tuple[list[int], list[float]]:
-    """Collections so far by level, and each GC pause (CPU seconds) so far."""
+def gc_levels(server) -> list[int]:
+    """Collections the server's R processes have run so far, by level."""
     text = server.stderr_path.read_text(errors="replace")
     levels = [0, 0, 0]
     for level in GC_LINE.findall(text):
         levels[int(level)] += 1
-    return levels, [float(p) for p in GC_PAUSE.findall(text)]
+    return levels
 
 
 def measured_run(server, path: str, body, seconds: int) -> dict[str, float]:
     workers = list(server.worker_pids().values())
     cpu_before = sum(map(cpu_seconds, workers))
-    gc_before, pauses_before = gc_levels(server)
+    gc_before = gc_levels(server)
     result = wrk(server.url(path), body, 8, seconds)
     requests = result["rps"] * seconds
-    gc_after, pauses_after = gc_levels(server)
-    pauses = pauses_after[len(pauses_before) :] or [0.0]
-    result["gc_ms_per_req"] = sum(pauses) / requests * 1000
-    result["gc_max_ms"] = max(pauses) * 1000
+    gc_after = gc_levels(server)
     result["cpu_ms"] = (sum(map(cpu_seconds, workers)) - cpu_before) / requests * 1000
     for level in range(3):
         result[f"gc{level}_per_1k"] = (gc_after[level] - gc_before[level]) / requests * 1000
@@ -131,10 +113,9 @@ def main() -> None:
     )
     print(
         "| setting | route | req/s | p50 ms | p99 ms (min-max) | R CPU ms/req"
-        " | GCs per 1k req (level 0/1/2) | GC CPU ms/req | longest GC ms"
-        " | worker RSS MB | peak RSS MB |"
+        " | GCs per 1k req (level 0/1/2) | worker RSS MB | peak RSS MB |"
     )
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for (label, path), runs in results.items():
         med = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
         p99s = [r["p99_ms"] for r in runs]
@@ -142,7 +123,6 @@ def main() -> None:
             f"| {label} | {path} | {med['rps']:.0f} | {med['p50_ms']:.1f}"
             f" | {med['p99_ms']:.1f} ({min(p99s):.0f}-{max(p99s):.0f}) | {med['cpu_ms']:.2f}"
             f" | {med['gc0_per_1k']:.1f}/{med['gc1_per_1k']:.1f}/{med['gc2_per_1k']:.2f}"
-            f" | {med['gc_ms_per_req']:.3f} | {max(r['gc_max_ms'] for r in runs):.1f}"
             f" | {med['rss_mb']:.0f} | {max(r['hwm_mb'] for r in runs):.0f} |"
         )
 

@@ -9,9 +9,10 @@ together ("naive batching"). Two kinds of work:
 - predict: boston-rf predict() on the request's rows (SCGI: one predict() per select round for
   all complete requests; httpuv: one per request).
 Two workers per backend behind one nginx (least_conn); rmodelpack itself (batching on) runs
-beside them on /predict as the reference. wrk at 1 and 8 keep-alive connections, backends
-measured in turn, alternating rounds. Prints req/s, p50, p99, the R workers' CPU per request
-(/proc/PID/stat) and the share of the predict-only ceiling (cores / one predict()'s CPU time).
+beside them on /predict as the reference. wrk at 1 and 8 keep-alive connections (--connections),
+backends measured in turn, alternating rounds. Prints req/s, p50, p99, the R workers' and the nginx
+workers' CPU per request (/proc/PID/stat) and the share of the predict-only ceiling (cores /
+one predict()'s CPU time).
 Not a test. Traffic goes to 127.0.0.1 only; every wrk run is bounded in time.
 Usage: .venv/bin/python benchmarks/bench_transport.py [--seconds 4] [--rounds 2]
 """
@@ -195,10 +196,26 @@ def wait_answering(url: str, timeout: float = 60) -> str:
     raise TimeoutError(f"{url} did not answer")
 
 
-def measured_run(url: str, pids: list[int], connections: int, seconds: int) -> dict[str, float]:
-    before = sum(map(cpu_seconds, pids))
+def children(pid: int) -> list[int]:
+    text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    return [int(child) for child in text.split()]
+
+
+def nginx_workers(parent: int) -> list[int]:
+    """The worker processes of the nginx that `parent` (nginx's master or its parent) runs."""
+    for pid in [parent, *children(parent)]:
+        if Path(f"/proc/{pid}/comm").read_text().strip() == "nginx":
+            return children(pid)
+    raise LookupError(f"no nginx below pid {parent}")
+
+
+def measured_run(url: str, pids: list[int], nginx: list[int], connections: int, seconds: int):
+    """One wrk run: its figures, and the R workers' and nginx workers' CPU ms per request."""
+    r_before, nginx_before = sum(map(cpu_seconds, pids)), sum(map(cpu_seconds, nginx))
     result = wrk(url, ONE_ROW, connections, seconds)
-    result["cpu_ms"] = (sum(map(cpu_seconds, pids)) - before) / (result["rps"] * seconds) * 1000
+    requests_done = result["rps"] * seconds
+    result["cpu_ms"] = (sum(map(cpu_seconds, pids)) - r_before) / requests_done * 1000
+    result["nginx_ms"] = (sum(map(cpu_seconds, nginx)) - nginx_before) / requests_done * 1000
     return result
 
 
@@ -218,26 +235,29 @@ def main() -> None:
         rmodelpack = None
         try:
             rmodelpack = start_rmodelpack(model, cores, Path(tmp) / "rmodelpack")
+            prototype_nginx = nginx_workers(processes[-1].pid)
             targets = {
                 backend: (
                     f"http://127.0.0.1:{port}/{backend.replace(' ', '/')}",
                     [p.pid for p in processes[i * cores : (i + 1) * cores]],
+                    prototype_nginx,
                 )
                 for i, backend in enumerate(BACKENDS)
             }
             targets["rmodelpack /predict (httpuv, batching)"] = (
                 rmodelpack.url("/predict"),
                 list(rmodelpack.worker_pids().values()),
+                nginx_workers(rmodelpack.process.pid),
             )
-            answers = {label: wait_answering(url) for label, (url, _) in targets.items()}
+            answers = {label: wait_answering(target[0]) for label, target in targets.items()}
             predictions = {answers["scgi predict"], answers["httpuv predict"]}
             assert len(predictions) == 1, f"the backends' predictions differ: {predictions}"
-            for url, _ in targets.values():
+            for url, *_ in targets.values():
                 wrk(url, ONE_ROW, 8, 1)  # warm-up
             for _ in range(args.rounds):
                 for c in (int(c) for c in args.connections.split(",")):
-                    for label, (url, pids) in targets.items():
-                        run = measured_run(url, pids, c, args.seconds)
+                    for label, (url, pids, nginx) in targets.items():
+                        run = measured_run(url, pids, nginx, c, args.seconds)
                         results.setdefault((label, c), []).append(run)
         finally:
             if rmodelpack is not None:
@@ -257,13 +277,16 @@ def main() -> None:
         f"predict-only ceiling={ceiling:.0f} req/s\n"
         f"{args.rounds} alternating rounds of {args.seconds}s (wrk, 1 thread); medians\n"
     )
-    print("| backend | conns | req/s | p50 ms | p99 ms | R CPU ms/req | of ceiling | non-2xx |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print(
+        "| backend | conns | req/s | p50 ms | p99 ms | R CPU ms/req | nginx CPU ms/req"
+        " | of ceiling | non-2xx |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for (label, c), runs in sorted(results.items(), key=lambda item: item[0][1]):
         med = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
         print(
             f"| {label} | {c} | {med['rps']:.0f} | {med['p50_ms']:.1f} | {med['p99_ms']:.1f}"
-            f" | {med['cpu_ms']:.2f} | {med['rps'] / ceiling:.0%}"
+            f" | {med['cpu_ms']:.2f} | {med['nginx_ms']:.2f} | {med['rps'] / ceiling:.0%}"
             f" | {int(sum(r['non_2xx'] for r in runs))} |"
         )
 

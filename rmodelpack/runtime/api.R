@@ -146,17 +146,19 @@ rmp_predictions_body <- function(json, wrap) {
   if (wrap) paste0("{\"predictions\":", json, "}") else json
 }
 
-# Validates and scores one parsed request on its own: the unbatched path.
+# Validates and scores one parsed request on its own: the unbatched path. on_call() runs once
+# the rows are valid, just before the model is called (the batching front counts that call).
 rmp_request_scorer <- function(ctx, wrap) {
   validate <- rmp_make_validator(ctx$cfg$input)
   predictor <- ctx$predictor
   kind <- ctx$cfg$output$kind
-  function(job, res) {
+  function(job, res, on_call = NULL) {
     # No rows, no predictions: what /openapi.json allows, answered without calling the model.
     if (length(job$rows) == 0) {
       return(rmp_json_response(res, 200L, rmp_predictions_body("[]", wrap), rows = 0L))
     }
     df <- validate(job$rows, job$body)
+    if (!is.null(on_call)) on_call()
     json <- rmp_predict_as(predictor, df, job$kind, kind)
     rmp_json_response(res, 200L, rmp_predictions_body(json, wrap), rows = nrow(df))
   }
@@ -264,14 +266,15 @@ rmp_batch_route <- function(path, handler, batcher, metrics) {
   prepare <- attr(handler, "prepare")
   score <- attr(handler, "score")
   wrap <- attr(handler, "wrap")
+  count_call <- function() rmp_record_batch_size(metrics, 1L)
   # Parses the request; scores it at once when there is nothing to batch it with (or no rows),
   # else leaves the job on res for the queue.
   admit <- rmp_guard(function(req, res) {
     job <- prepare(req)
     if (length(job$rows) == 0L) return(score(job, res))
     if (rmp_batch_alone(batcher)) {
-      rmp_batch_record_alone(batcher)
-      return(score(job, res))
+      rmp_record_waits(metrics, 0)
+      return(score(job, res, count_call))
     }
     res$job <- job
     res
@@ -282,7 +285,9 @@ rmp_batch_route <- function(path, handler, batcher, metrics) {
                                          `X-Rmp-Rows` = as.character(job$n)),
            body = rmp_predictions_body(rmp_json_array(texts), wrap))
     },
-    alone = function(job) rmp_call_light(rmp_guard(function(req, res) score(job, res)), job$req),
+    alone = function(job) {
+      rmp_call_light(rmp_guard(function(req, res) score(job, res, count_call)), job$req)
+    },
     done = function(job, response) {
       rmp_record(metrics, path, "POST", response$status, rmp_now() - job$started)
     }

@@ -31,12 +31,6 @@ rmp_batch_alone <- function(batcher) {
   length(batcher$queue) == 0L && later::next_op_secs() > 0
 }
 
-# A request scored at once (rmp_batch_alone) is a scoring call of one that never waited.
-rmp_batch_record_alone <- function(batcher) {
-  rmp_record_waits(batcher$metrics, 0)
-  rmp_record_batch_size(batcher$metrics, 1L)
-}
-
 # Queues a job. When no other callback is due in the event loop, this is the last request that
 # has arrived: the queue is scored now and this request's response returned as is. Otherwise
 # the caller gets a promise; the last arrival's call (or the worker loop, rmp_batch_flush_idle)
@@ -196,14 +190,14 @@ rmp_batch_score <- function(batcher, jobs) {
     jobs <- batch$jobs
   }
   if (length(jobs) == 0L) return(invisible())
-  rmp_record_batch_size(batcher$metrics, length(jobs))
+  # rmp_batch_requests counts model calls, by the requests each held: alone() counts its own
+  # call of one when its rows are valid, so a failed batched call counts once (all its
+  # requests) and each one-by-one retry once more.
   if (length(jobs) == 1L) return(rmp_batch_finish(jobs[[1]], jobs[[1]]$route$alone(jobs[[1]])))
+  rmp_record_batch_size(batcher$metrics, length(jobs))
   texts <- tryCatch(batcher$texts(batch$df, jobs[[1]]$kind), error = function(e) NULL)
   if (is.null(texts)) {
-    for (job in jobs) {
-      rmp_record_batch_size(batcher$metrics, 1L)
-      rmp_batch_finish(job, job$route$alone(job))
-    }
+    for (job in jobs) rmp_batch_finish(job, job$route$alone(job))
     return(invisible())
   }
   ends <- cumsum(vapply(jobs, function(job) job$n, 0L))

@@ -30,6 +30,15 @@ rmp_counter_names <- names(rmp_new_counters())
 # The metrics of this process when it is a worker (set after the fork).
 rmp_state <- new.env(parent = emptyenv())
 
+# The worker's own timers (metrics flush, idle GC) run on a private later loop that the worker
+# loop runs after each service() (worker.R), so the global loop's next_op_secs() sees only
+# requests: batching takes a due callback there for another request (batch.R). Outside a
+# worker they run on the global loop.
+rmp_timer <- function(callback, delay) {
+  loop <- rmp_state$timers %||% later::global_loop()
+  later::later(callback, delay, loop = loop)
+}
+
 rmp_new_metrics <- function(run_dir, worker_id) {
   path <- file.path(rmp_metrics_dir(run_dir), sprintf("w%d.rds", worker_id))
   counters <- utils::modifyList(rmp_new_counters(), rmp_read_rds(path) %||% list())
@@ -60,7 +69,8 @@ rmp_observe <- function(histogram, bounds, value) {
   histogram
 }
 
-# One scoring call of the batching front: how many requests it scored together.
+# One model call of the batching front, made after its rows passed validation: how many
+# requests it scored together (a failed batched call and each of its retries count apiece).
 rmp_record_batch_size <- function(metrics, requests) {
   metrics$batch_requests <- rmp_observe(metrics$batch_requests, rmp_batch_buckets, requests)
   rmp_schedule_flush(metrics)
@@ -78,7 +88,7 @@ rmp_record_waits <- function(metrics, waits) {
 rmp_schedule_flush <- function(metrics, delay = 0.2) {
   if (metrics$flush_pending) return(invisible())
   metrics$flush_pending <- TRUE
-  later::later(function() rmp_flush(metrics), delay)
+  rmp_timer(function() rmp_flush(metrics), delay)
 }
 
 rmp_flush <- function(metrics) {
@@ -188,7 +198,7 @@ rmp_metrics_text <- function(run_dir, in_flight) {
     rmp_requests_lines(counters$requests),
     rmp_histogram_lines(counters),
     rmp_histogram_lines(counters$batch_requests, "rmp_batch_requests", rmp_batch_buckets,
-                        "Requests scored together by one scoring call (micro-batching)."),
+                        "Requests scored together by one model call (micro-batching; 4xx excluded)."),
     rmp_histogram_lines(counters$batch_wait, "rmp_batch_queue_wait_seconds", rmp_wait_buckets,
                         "Time a request waited in its worker's batch queue before scoring."),
     rmp_gauge_lines("rmp_in_flight_requests", "gauge",

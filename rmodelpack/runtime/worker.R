@@ -39,13 +39,13 @@ rmp_note_request <- function(state) {
   rmp_beat(state)
   if (state$pending) return(invisible())
   state$pending <- TRUE
-  later::later(function() rmp_gc_when_idle(state), rmp_idle_gc_seconds)
+  rmp_timer(function() rmp_gc_when_idle(state), rmp_idle_gc_seconds)
 }
 
 rmp_gc_when_idle <- function(state) {
   idle <- rmp_now() - state$last_request
   if (idle < rmp_idle_gc_seconds) {
-    later::later(function() rmp_gc_when_idle(state), rmp_idle_gc_seconds - idle)
+    rmp_timer(function() rmp_gc_when_idle(state), rmp_idle_gc_seconds - idle)
     return(invisible())
   }
   state$pending <- FALSE
@@ -53,22 +53,30 @@ rmp_gc_when_idle <- function(state) {
   invisible()
 }
 
+# How long service() may wait for a request: until the next heartbeat or own timer. At least
+# 1 ms: httpuv::service(0) means serve forever, never returning to this loop.
+rmp_service_ms <- function(timers) {
+  max(1, ceiling(1000 * min(rmp_heartbeat_seconds, later::next_op_secs(loop = timers))))
+}
+
 rmp_run_worker <- function(ctx, worker_id, supervisor_pid) {
   socket <- rmp_socket_path(ctx$run_dir, worker_id)
   unlink(socket)
   up <- rmp_up_path(ctx$run_dir, worker_id)
+  rmp_state$timers <- later::create_loop(parent = NULL)
   rmp_state$metrics <- rmp_new_metrics(ctx$run_dir, worker_id)
   state <- rmp_new_idle_gc(up)
   app <- rmp_app(ctx, rmp_state$metrics, state)
   httpuv::startPipeServer(socket, mask = strtoi("077", 8L), app = app, quiet = TRUE)
   rmp_write_file_atomic(up, as.character(Sys.getpid()))
   # Serve until the supervisor is gone; service() returns after each event-loop callback (or
-  # after rmp_heartbeat_seconds idle), so the heartbeat keeps ticking and the /proc check runs
-  # at most once a second.
+  # after rmp_heartbeat_seconds idle, or when a timer of the worker's own falls due), so the
+  # heartbeat keeps ticking and the /proc check runs at most once a second.
   beaten <- checked <- rmp_now()
   repeat {
-    httpuv::service(rmp_heartbeat_seconds * 1000)
+    httpuv::service(rmp_service_ms(rmp_state$timers))
     rmp_batch_flush_idle(rmp_state$batcher)
+    later::run_now(0, loop = rmp_state$timers)
     now <- rmp_now()
     if (now - beaten >= rmp_heartbeat_seconds) {
       rmp_beat(state)

@@ -403,15 +403,29 @@ def test_sigkill_of_the_batching_worker_under_load_loses_no_answer(
     every_worker_serves(served)
 
 
+def assert_json_timeout(answer: Answer, rid: str) -> None:
+    """nginx's JSON 504 for a request that hit runtime.timeoutSeconds, with its own id."""
+    assert answer.status == 504, answer
+    error = json.loads(answer.body)["error"]
+    assert error["code"] == "timeout" and answer.echoed_id == rid, answer
+
+
+def replaced_all(now: dict[int, int], before: dict[int, int]) -> bool:
+    """Every worker slot is up again, and at least one holds a new process."""
+    return sorted(now) == sorted(before) and now != before
+
+
 @pytest.mark.parametrize("batching", ["true", "false"])
-def test_a_hung_call_in_a_batch_costs_only_its_own_request(
+def test_a_hung_call_in_a_batch_loses_no_answer_silently(
     serve_example: ServeExample, batching: str
 ) -> None:
-    """A row-wise script that never returns on one row (crim 77), sent with 8 others at once:
-    the worker is replaced, the hung request gets its 504, the others their exact answers
-    (nginx retries what the killed worker held). batching=false is the control: the innocent
-    requests that reached the hung worker with it get 504 there too, so the limit is the
-    supervisor's kill deadline (timeout + grace) coming after nginx's timeout, not batching."""
+    """A row-wise script that never returns on one row (crim 77), sent with 8 others at once.
+    Guaranteed: the hung request gets its JSON 504, the worker is replaced, requests sent after
+    the replacement get their exact answers, and every innocent request sent with it gets
+    either its exact answer or a JSON 504 of its own, nothing else. Known limit (README): an
+    innocent request that reached the hung worker within the timeout window may get that 504,
+    with batching on or off (the control), because the supervisor kills the worker at
+    timeout + grace, after nginx has given up on the requests queued there."""
     env = {"RMP_WORKERS": "2", "RMP_BATCH_MAX_ROWS": str(MAX_ROWS), "RMP_BATCHING": batching}
     tweak = rowwise("hang_score.R", timeout_seconds=TIMEOUT_SECONDS)
     served = serve_example(BOSTON, tweak, env=env)
@@ -421,14 +435,17 @@ def test_a_hung_call_in_a_batch_costs_only_its_own_request(
     hang = Call("hang", "/score", json.dumps({"df": hang_rows}).encode())
     pids = served.server.worker_pids()
     got = concurrent_round(served, [hang, *calls], seed=1)
-    assert got["hang"].status == 504, got["hang"]
-    wrong = {rid: got[rid] for rid in expected if got[rid] != expected[rid]}
-    assert not wrong, wrong
+    assert_json_timeout(got["hang"], "hang")
+    for rid, want in expected.items():
+        if got[rid] != want:
+            assert_json_timeout(got[rid], rid)
     deadline = time.monotonic() + 30
-    while served.server.worker_pids() == pids:
+    while not replaced_all(served.server.worker_pids(), pids):
         assert time.monotonic() < deadline, "the hung worker was not replaced"
         time.sleep(0.1)
     every_worker_serves(served)
+    after = concurrent_round(served, calls, seed=2)
+    assert_same_answers(after, expected)
 
 
 def test_metrics_count_scoring_calls_not_refused_requests(

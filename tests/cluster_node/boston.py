@@ -33,11 +33,17 @@ WEBSECURE_PORT = 17443  # testbed/node.sh TRAEFIK_WEBSECURE_PORT
 USER = "scorer"
 PASSWORD = "node-e2e-password"
 PASSWORD_ENV = {"BOSTON_SCORER_PASSWORD": PASSWORD}
+# The TLS Secret the tests make with openssl (create_tls_secret). The chart's Certificate is left
+# out (tls.certificate.create=false): the node runs cert-manager-ca, which would mark a
+# Certificate naming the default letsencrypt ClusterIssuer not Ready, and helm's --wait waits
+# for it. test_cert_manager.py turns it back on with a CA Issuer the controller serves.
+TLS_SECRET = "boston-node-e2e-tls"
 # Only what the real node needs: its taint tolerated, one small replica, the loaded image.
 NODE_OVERRIDES = {
     "replicaCount": 1,
     "autoscaling": {"enabled": False},
     "image": {"pullPolicy": "Never"},
+    "tls": {"certificate": {"create": False}, "secretName": TLS_SECRET},
     "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
     "nodeSelector": {"rmodelpack.io/real-node": "true"},
     "tolerations": [
@@ -186,12 +192,10 @@ def issue_tls(workdir: Path, host: str) -> tuple[Path, Path, Path]:
 
 
 def create_tls_secret(namespace: str, workdir: Path) -> Path:
-    """The Secret the chart's Certificate names, issued by a test CA as a CA Issuer would
-    (cert-manager's controller cannot be built here); returns the CA certificate."""
-    certificate = kubectl_json("get", "certificates.cert-manager.io", "-n", namespace)
-    secret_name = certificate["items"][0]["spec"]["secretName"]
+    """The Secret the release's Ingress names (TLS_SECRET), issued by a test CA as a CA Issuer
+    would; returns the CA certificate."""
     ca_crt, crt, key = issue_tls(workdir, ingress_host(namespace))
-    kubectl("create", "secret", "tls", secret_name, "-n", namespace,
+    kubectl("create", "secret", "tls", TLS_SECRET, "-n", namespace,
             f"--cert={crt}", f"--key={key}")  # fmt: skip
     return ca_crt
 
