@@ -89,3 +89,14 @@ def registry() -> str:
     except OSError as exc:
         pytest.skip(f"the local registry on {REGISTRY} is not answering ({exc})")
     return REGISTRY
+
+
+def nested(dotted: str, value: object) -> dict:
+    """{"a": {"b": value}} for "a.b": one setting as the values or manifest tree that holds it."""
+    tree: dict = {}
+    node = tree
+    *parents, leaf = dotted.split(".")
+    for key in parents:
+        node = node.setdefault(key, {})
+    node[leaf] = value
+    return tree

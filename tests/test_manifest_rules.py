@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import CHART_DIR
+from conftest import CHART_DIR, nested
 
 from rmodelpack import settings
 from rmodelpack.exceptions import ManifestError
@@ -165,21 +165,11 @@ STRICT = [
 ]
 
 
-def at(dotted: str, value: Any) -> dict[str, Any]:
-    tree: dict[str, Any] = {}
-    node = tree
-    *parents, leaf = dotted.split(".")
-    for key in parents:
-        node = node.setdefault(key, {})
-    node[leaf] = value
-    return tree
-
-
 @pytest.mark.parametrize(
     ("path", "value", "expected"), STRICT, ids=[f"{p}={v!r}" for p, v, _ in STRICT]
 )
 def test_values_of_the_wrong_type_are_not_coerced(model_dir, path, value, expected):
-    changes = at(path, value)
+    changes = nested(path, value)
     if path.startswith("service.auth"):
         changes["service"]["auth"]["existing_secret"] = "htpasswd"
     problems = problems_of(changes, model_dir)

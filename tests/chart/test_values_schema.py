@@ -4,6 +4,7 @@ cross-field mistakes; the keys `rmodelpack render` emits (docs/design.md) are al
 from __future__ import annotations
 
 import pytest
+from conftest import nested
 
 from chart.helm_template import HelmFailedError, one, parse_docs, render_chart, render_text
 
@@ -119,16 +120,6 @@ def test_values_render_emits_are_accepted(helm):
 
 
 # --- values the schema must refuse, so a template never renders them -----------------------------
-
-
-def nested(dotted: str, value: object) -> dict:
-    tree: dict = {}
-    node = tree
-    *parents, leaf = dotted.split(".")
-    for key in parents:
-        node = node.setdefault(key, {})
-    node[leaf] = value
-    return tree
 
 
 @pytest.mark.parametrize(
