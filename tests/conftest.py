@@ -100,3 +100,12 @@ def nested(dotted: str, value: object) -> dict:
         node = node.setdefault(key, {})
     node[leaf] = value
     return tree
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    """`base` with `override` merged in: maps merge key by key, anything else replaces."""
+    merged = dict(base)
+    for key, value in override.items():
+        both_maps = isinstance(value, dict) and isinstance(merged.get(key), dict)
+        merged[key] = deep_merge(merged[key], value) if both_maps else value
+    return merged

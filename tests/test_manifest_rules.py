@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import CHART_DIR, nested
+from conftest import CHART_DIR, deep_merge, nested
 
 from rmodelpack import settings
 from rmodelpack.exceptions import ManifestError
@@ -36,15 +36,7 @@ def model_dir(tmp_path: Path) -> Path:
 
 def manifest_with(changes: dict[str, Any]) -> dict[str, Any]:
     """MINIMAL with nested changes merged in (dicts merge, everything else replaces)."""
-
-    def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-        merged = dict(base)
-        for key, value in extra.items():
-            both = isinstance(value, dict) and isinstance(merged.get(key), dict)
-            merged[key] = merge(merged[key], value) if both else value
-        return merged
-
-    return merge(copy.deepcopy(MINIMAL), changes)
+    return deep_merge(copy.deepcopy(MINIMAL), changes)
 
 
 def problems_of(changes: dict[str, Any], base_dir: Path) -> dict[str, str]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import EXAMPLES_DIR
+from conftest import EXAMPLES_DIR, deep_merge
 
 from rmodelpack import render
 from rmodelpack.manifest import load_manifest, parse_manifest
@@ -112,16 +112,6 @@ def test_values_hold_only_bcrypt_hashes_and_validate_against_the_chart_schema(tm
     chart_defaults = yaml.safe_load((schema_path.parent / "values.yaml").read_text())
     merged = deep_merge(chart_defaults, values)
     jsonschema.validate(merged, json.loads(schema_path.read_text()))
-
-
-def deep_merge(base: dict, override: dict) -> dict:
-    merged = dict(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
 
 
 def test_runtime_config_carries_every_runtime_field(tmp_path: Path):

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
+from conftest import deep_merge
 
 from chart.helm_template import HelmFailedError, render_chart
 from rmodelpack.exceptions import ManifestError
@@ -240,7 +241,7 @@ CASES = [
 
 def manifest_error(tmp_path: Path, dotted: dict[str, Any]) -> str | None:
     """load_manifest's error text for the base manifest plus these fields, or None if valid."""
-    data = merge(BASE_MANIFEST, nested(dotted))
+    data = deep_merge(BASE_MANIFEST, nested(dotted))
     (tmp_path / "model.rds").write_bytes(b"RDX3\n")
     (tmp_path / "rmodel.yaml").write_text(yaml.safe_dump(data))
     try:
@@ -256,14 +257,6 @@ def chart_error(helm: str, dotted: dict[str, Any]) -> str | None:
     except HelmFailedError as error:
         return error.stderr
     return None
-
-
-def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in extra.items():
-        both_maps = isinstance(value, dict) and isinstance(merged.get(key), dict)
-        merged[key] = merge(merged[key], value) if both_maps else value
-    return merged
 
 
 def last_key(dotted: dict[str, Any]) -> str:
