@@ -21,14 +21,22 @@ rmp_new_batcher <- function(validate, texts, max_rows, metrics) {
   batcher$max_rows <- max_rows
   batcher$metrics <- metrics
   batcher$queue <- list()
+  # Complete requests the SCGI round (scgi.R) has still to hand over after this one.
+  batcher$arriving <- 0L
   batcher
+}
+
+# Another request has already arrived: the SCGI round holds more, or a callback is due in the
+# event loop (httpuv posts each request there).
+rmp_more_arriving <- function(batcher) {
+  batcher$arriving > 0L || later::next_op_secs() <= 0
 }
 
 # Nothing else to batch with: the queue is empty and no callback is due in the event loop, so
 # no other request has arrived (httpuv posts each one there). Such a request is scored at once,
 # synchronously: the common case at low concurrency pays nothing for batching.
 rmp_batch_alone <- function(batcher) {
-  length(batcher$queue) == 0L && later::next_op_secs() > 0
+  length(batcher$queue) == 0L && !rmp_more_arriving(batcher)
 }
 
 # Queues a job. When no other callback is due in the event loop, this is the last request that
@@ -38,7 +46,7 @@ rmp_batch_alone <- function(batcher) {
 rmp_batch_submit <- function(batcher, job) {
   job$queued <- rmp_now()
   batcher$queue[[length(batcher$queue) + 1L]] <- job
-  if (later::next_op_secs() > 0) {
+  if (!rmp_more_arriving(batcher)) {
     rmp_batch_flush(batcher)
     return(job$response)
   }
@@ -50,7 +58,7 @@ rmp_batch_submit <- function(batcher, job) {
 # after it was not a scoring one, or failed before it was queued) is scored as soon as nothing
 # else is due.
 rmp_batch_flush_idle <- function(batcher) {
-  if (!is.null(batcher) && length(batcher$queue) > 0L && later::next_op_secs() > 0) {
+  if (!is.null(batcher) && length(batcher$queue) > 0L && !rmp_more_arriving(batcher)) {
     rmp_batch_flush(batcher)
   }
 }

@@ -13,6 +13,11 @@ rmp_upstream_lines <- function(run_dir, workers) {
         collapse = "\n")
 }
 
+# The scoring routes' upstream: each worker's SCGI port (scgi.R), same rules as above.
+rmp_scgi_upstream_lines <- function(ports) {
+  paste(sprintf("    server 127.0.0.1:%d max_fails=0;", ports), collapse = "\n")
+}
+
 rmp_nginx_user_line <- function() {
   # As root (natively, in CI), nginx would switch its workers to nobody, who cannot reach the
   # run directory; in the image the server runs as uid 10001 and this line is left out.
@@ -125,7 +130,8 @@ rmp_nginx_route_locations <- function(routes = rmp_routes()) {
     paste(
       sprintf("    location %s {", match),
       rmp_nginx_method_guard(rmp_route_methods(routes, path)),
-      "      proxy_pass http://rmp_workers$uri$is_args$args;",
+      if (path %in% rmp_scgi_paths) "      scgi_pass rmp_scgi_workers;" else
+        "      proxy_pass http://rmp_workers$uri$is_args$args;",
       "    }", sep = "\n")
   }, "")
   paste(blocks, collapse = "\n")
@@ -147,7 +153,8 @@ rmp_write_nginx_conf <- function(cfg, run_dir, runtime_dir) {
     MAX_BODY = cfg$runtime$max_body_bytes, TIMEOUT = cfg$runtime$timeout_seconds,
     # Bodies up to 1 MiB stay in memory; larger ones spill to a file below the run dir.
     BODY_BUFFER = min(cfg$runtime$max_body_bytes, 1048576L),
-    UPSTREAMS = rmp_upstream_lines(run_dir, cfg$runtime$workers), USER = rmp_nginx_user_line()
+    UPSTREAMS = rmp_upstream_lines(run_dir, cfg$runtime$workers), USER = rmp_nginx_user_line(),
+    SCGI_UPSTREAMS = rmp_scgi_upstream_lines(cfg$scgi$ports), SCGI_TOKEN = cfg$scgi$token
   )
   for (key in names(values)) {
     template <- gsub(paste0("@", key, "@"), values[[key]], template, fixed = TRUE)

@@ -145,6 +145,7 @@ rmp_main <- function() {
     rmp_config_error("RMP_RUN_DIR must name an existing directory (entrypoint.sh sets it)")
   }
   cfg <- rmp_load_config()
+  cfg$scgi <- rmp_scgi_plan(cfg$runtime$workers)
   rmp_write_file_atomic(file.path(run_dir, "supervisor.pid"), as.character(Sys.getpid()))
   dir.create(rmp_metrics_dir(run_dir), showWarnings = FALSE)
   rmp_write_shutdown_env(cfg, run_dir)

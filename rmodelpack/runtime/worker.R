@@ -1,5 +1,6 @@
-# A forked worker: one httpuv server on a unix socket, serving the router built before the fork.
-# httpuv starts its I/O thread only here, after the fork, never in the supervisor.
+# A forked worker: an SCGI socket for the scoring routes (scgi.R) and an httpuv server on a unix
+# socket for the others, serving the router built before the fork. httpuv starts its I/O thread
+# only here, after the fork, never in the supervisor.
 
 rmp_up_path <- function(run_dir, worker_id) file.path(run_dir, sprintf("w%d.up", worker_id))
 
@@ -53,10 +54,16 @@ rmp_gc_when_idle <- function(state) {
   invisible()
 }
 
-# How long service() may wait for a request: until the next heartbeat or own timer. At least
-# 1 ms: httpuv::service(0) means serve forever, never returning to this loop.
-rmp_service_ms <- function(timers) {
-  max(1, ceiling(1000 * min(rmp_heartbeat_seconds, later::next_op_secs(loop = timers))))
+# How long the worker may wait for a request before its own work (heartbeat, timers) is due.
+rmp_due_seconds <- function(timers) {
+  min(rmp_heartbeat_seconds, later::next_op_secs(loop = timers))
+}
+
+# httpuv's requests (every route but the SCGI ones) are posted to later's event loop, which the
+# wait on the SCGI sockets cannot see: it is cut to this many seconds, shorter for a second
+# after httpuv last had a request (a client of the other routes often sends several).
+rmp_http_poll_seconds <- function(http_seen) {
+  if (rmp_now() - http_seen < 1) 0.001 else 0.01
 }
 
 rmp_run_worker <- function(ctx, worker_id, supervisor_pid) {
@@ -67,14 +74,19 @@ rmp_run_worker <- function(ctx, worker_id, supervisor_pid) {
   rmp_state$metrics <- rmp_new_metrics(ctx$run_dir, worker_id)
   state <- rmp_new_idle_gc(up)
   app <- rmp_app(ctx, rmp_state$metrics, state)
+  scgi <- rmp_scgi_listen(ctx$cfg$scgi$ports[[worker_id]], ctx$cfg$scgi$token,
+                          ctx$cfg$runtime$max_body_bytes, ctx$cfg$runtime$timeout_seconds)
   httpuv::startPipeServer(socket, mask = strtoi("077", 8L), app = app, quiet = TRUE)
   rmp_write_file_atomic(up, as.character(Sys.getpid()))
-  # Serve until the supervisor is gone; service() returns after each event-loop callback (or
-  # after rmp_heartbeat_seconds idle, or when a timer of the worker's own falls due), so the
-  # heartbeat keeps ticking and the /proc check runs at most once a second.
-  beaten <- checked <- rmp_now()
+  # Serve until the supervisor is gone. Each turn waits on the SCGI sockets (at most until the
+  # heartbeat, a timer of the worker's own, or the next look at httpuv's requests), answers
+  # what arrived, then runs httpuv's requests and the timers; the heartbeat keeps ticking and
+  # the /proc check runs at most once a second.
+  beaten <- checked <- http_seen <- rmp_now()
   repeat {
-    httpuv::service(rmp_service_ms(rmp_state$timers))
+    wait <- min(rmp_due_seconds(rmp_state$timers), rmp_http_poll_seconds(http_seen))
+    rmp_scgi_round(scgi, wait, app$call, rmp_state$batcher)
+    if (later::run_now(0, all = TRUE)) http_seen <- rmp_now()
     rmp_batch_flush_idle(rmp_state$batcher)
     later::run_now(0, loop = rmp_state$timers)
     now <- rmp_now()
@@ -84,6 +96,7 @@ rmp_run_worker <- function(ctx, worker_id, supervisor_pid) {
     }
     if (now - checked >= 1) {
       if (!rmp_alive(supervisor_pid)) break
+      rmp_scgi_reap(scgi)
       checked <- now
     }
   }

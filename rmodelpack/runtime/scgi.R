@@ -1,0 +1,245 @@
+# The scoring routes' transport. nginx passes POST /predict and /score to the workers over SCGI
+# (scgi_pass, one connection per request) instead of HTTP: httpuv's own work costs the worker
+# 0.34-0.63 ms of CPU per request, about one predict(), against 0.12-0.21 ms for SCGI read and
+# written here (benchmarks/README.md, "A lighter transport"). httpuv still serves every other
+# route on the worker's unix socket; the worker loop (worker.R) waits on both.
+#
+# R's server sockets are TCP only and listen on every interface (serverSocket() takes no
+# address), so a request must carry the token nginx's config holds (a fresh random one per
+# start, in the run directory only): a connection without it is closed unanswered.
+
+# The routes served over SCGI: the ones with a batching front (api.R, rmp_scoring_handlers).
+rmp_scgi_paths <- c("/predict", "/score")
+
+# select() in socketSelect() cannot watch descriptors past 1023.
+rmp_scgi_max_connections <- 256L
+rmp_scgi_max_header_bytes <- 65536L
+rmp_scgi_read_bytes <- 1048576L
+
+rmp_scgi_new_token <- function() {
+  paste(sprintf("%02x", as.integer(readBin("/dev/urandom", "raw", 24L))), collapse = "")
+}
+
+rmp_port_free <- function(port) {
+  server <- tryCatch(suppressWarnings(serverSocket(port)), error = function(e) NULL)
+  if (is.null(server)) return(FALSE)
+  close(server)
+  TRUE
+}
+
+# One port per worker, consecutive from a random base, each free now. A replaced worker binds
+# its predecessor's port again (nginx's upstream list is fixed for the server's life).
+rmp_scgi_plan <- function(workers) {
+  for (attempt in seq_len(100L)) {
+    ports <- sample.int(30000L, 1L) + 20000L + seq_len(workers) - 1L
+    if (all(vapply(ports, rmp_port_free, NA))) {
+      return(list(ports = ports, token = rmp_scgi_new_token()))
+    }
+  }
+  stop("found no free TCP ports for the workers' SCGI sockets in 100 tries")
+}
+
+# The worker's listening socket; a replaced worker may find its port briefly taken.
+rmp_scgi_listen <- function(port, token, max_body, timeout) {
+  server <- NULL
+  for (attempt in seq_len(50L)) {
+    server <- tryCatch(suppressWarnings(serverSocket(port)), error = function(e) NULL)
+    if (!is.null(server)) break
+    Sys.sleep(0.1)
+  }
+  if (is.null(server)) stop(sprintf("cannot listen on SCGI port %d: it is taken", port))
+  scgi <- new.env(parent = emptyenv())
+  scgi$server <- server
+  scgi$token <- token
+  scgi$max_body <- max_body
+  scgi$timeout <- timeout
+  scgi$conns <- list()
+  scgi$next_id <- 0L
+  scgi
+}
+
+rmp_scgi_accept <- function(scgi) {
+  for (i in seq_len(64L)) {
+    if (!socketSelect(list(scgi$server), timeout = 0)) return(invisible())
+    con <- tryCatch(
+      socketAccept(scgi$server, blocking = FALSE, open = "r+b", timeout = scgi$timeout),
+      error = function(e) NULL
+    )
+    if (is.null(con)) return(invisible())
+    if (length(scgi$conns) >= rmp_scgi_max_connections) {
+      close(con)
+      next
+    }
+    scgi$next_id <- scgi$next_id + 1L
+    state <- new.env(parent = emptyenv())
+    state$con <- con
+    state$chunks <- list()
+    state$size <- 0
+    state$opened <- rmp_now()
+    scgi$conns[[as.character(scgi$next_id)]] <- state
+  }
+}
+
+rmp_scgi_drop <- function(scgi, id) {
+  state <- scgi$conns[[id]]
+  if (is.null(state)) return(invisible())
+  try(close(state$con), silent = TRUE)
+  scgi$conns[[id]] <- NULL
+}
+
+# The request's header block, once it has all arrived: "<length>:" then NUL-separated names and
+# values, then ",". NULL while incomplete; an error when it can never be valid.
+rmp_scgi_header <- function(bytes) {
+  colon <- match(as.raw(58L), bytes[seq_len(min(length(bytes), 8L))])
+  if (is.na(colon)) {
+    if (length(bytes) >= 8L) stop("no netstring length")
+    return(NULL)
+  }
+  digits <- rawToChar(bytes[seq_len(colon - 1L)])
+  if (!grepl("^[0-9]{1,6}$", digits)) stop("bad netstring length")
+  size <- as.integer(digits)
+  if (size > rmp_scgi_max_header_bytes) stop("header block too large")
+  end <- colon + size + 1L
+  if (length(bytes) < end) return(NULL)
+  if (bytes[[end]] != as.raw(44L) || size == 0L || bytes[[end - 1L]] != as.raw(0L)) {
+    stop("bad header block")
+  }
+  block <- bytes[(colon + 1L):(end - 1L)]
+  nul <- which(block == as.raw(0L))
+  starts <- c(1L, utils::head(nul, -1L) + 1L)
+  fields <- vapply(seq_along(nul), function(i) {
+    if (nul[[i]] > starts[[i]]) rawToChar(block[starts[[i]]:(nul[[i]] - 1L)]) else ""
+  }, "")
+  if (length(fields) %% 2L != 0L) stop("bad header fields")
+  values <- fields[c(FALSE, TRUE)]
+  names(values) <- fields[c(TRUE, FALSE)]
+  list(values = as.list(values), end = end)
+}
+
+# Reads what a connection has; returns its request once complete: list(headers, body).
+rmp_scgi_read <- function(scgi, id) {
+  state <- scgi$conns[[id]]
+  chunk <- tryCatch(readBin(state$con, "raw", rmp_scgi_read_bytes), error = function(e) raw(0))
+  # Readable but empty: the peer closed (or reset) the connection.
+  if (length(chunk) == 0L) return(rmp_scgi_drop(scgi, id))
+  state$chunks[[length(state$chunks) + 1L]] <- chunk
+  state$size <- state$size + length(chunk)
+  bytes <- if (length(state$chunks) == 1L) chunk else do.call(c, state$chunks)
+  state$chunks <- list(bytes)
+  if (is.null(state$header)) {
+    header <- tryCatch(rmp_scgi_header(bytes), error = function(e) FALSE)
+    if (isFALSE(header)) return(rmp_scgi_drop(scgi, id))
+    if (is.null(header)) return(NULL)
+    declared <- as.numeric(paste0("0", header$values$CONTENT_LENGTH %||% ""))
+    if (!identical(header$values$RMP_TOKEN, scgi$token) ||
+        !grepl("^[0-9]{0,12}$", header$values$CONTENT_LENGTH %||% "") ||
+        declared > scgi$max_body) {
+      return(rmp_scgi_drop(scgi, id))
+    }
+    state$header <- header
+    state$need <- header$end + declared
+  }
+  if (state$size < state$need) return(NULL)
+  end <- state$header$end
+  body <- if (state$need > end) bytes[(end + 1L):state$need] else raw(0)
+  state$chunks <- list()
+  list(headers = state$header$values, body = body)
+}
+
+# A Rook request with what the scoring routes read (api.R): httpuv's QUERY_STRING keeps its "?".
+rmp_scgi_request <- function(headers, body) {
+  force(body)
+  req <- new.env(parent = emptyenv())
+  req$REQUEST_METHOD <- headers$REQUEST_METHOD %||% ""
+  req$PATH_INFO <- headers$RMP_PATH %||% ""
+  query <- headers$QUERY_STRING %||% ""
+  req$QUERY_STRING <- if (nzchar(query)) paste0("?", query) else ""
+  type <- headers$CONTENT_TYPE %||% ""
+  if (nzchar(type)) req$CONTENT_TYPE <- type
+  id <- headers$HTTP_X_REQUEST_ID %||% ""
+  if (nzchar(id)) req$HTTP_X_REQUEST_ID <- id
+  req$rook.input <- list(read = function(...) body)
+  req
+}
+
+rmp_scgi_reasons <- c(
+  `200` = "OK", `400` = "Bad Request", `404` = "Not Found", `405` = "Method Not Allowed",
+  `413` = "Payload Too Large", `415` = "Unsupported Media Type",
+  `422` = "Unprocessable Entity", `500` = "Internal Server Error", `503` = "Service Unavailable"
+)
+
+rmp_scgi_response_bytes <- function(response) {
+  status <- as.integer(response$status)
+  body <- response$body
+  if (is.character(body)) body <- charToRaw(enc2utf8(paste(body, collapse = "")))
+  headers <- response$headers
+  reason <- rmp_scgi_reasons[as.character(status)]
+  lines <- c(
+    sprintf("Status: %d %s", status, if (is.na(reason)) "Status" else reason),
+    if (length(headers)) paste0(names(headers), ": ", unlist(headers, use.names = FALSE)),
+    sprintf("Content-Length: %d", length(body))
+  )
+  c(charToRaw(paste0(paste(lines, collapse = "\r\n"), "\r\n\r\n")), body)
+}
+
+rmp_scgi_write <- function(con, response) {
+  tryCatch(writeBin(rmp_scgi_response_bytes(response), con), error = function(e) NULL)
+  try(close(con), silent = TRUE)
+}
+
+rmp_scgi_internal_error <- function(req) {
+  list(status = 500L, headers = list(`Content-Type` = "application/json"),
+       body = rmp_error_json(500L, "internal_error", "internal server error; see the server log",
+                             rmp_request_id(req)))
+}
+
+# Answers one request: the app's answer now, or when its batch is scored (a deferred).
+rmp_scgi_answer <- function(call, con, req) {
+  # Forced now: the callbacks below may run after the caller's loop has moved on.
+  force(con)
+  force(req)
+  response <- tryCatch(call(req), error = function(e) rmp_scgi_internal_error(req))
+  if (inherits(response, "rmp_deferred")) {
+    response$then(function(value) rmp_scgi_write(con, value),
+                  function(reason) rmp_scgi_write(con, rmp_scgi_internal_error(req)))
+  } else {
+    rmp_scgi_write(con, response)
+  }
+}
+
+# Connections that never completed a request within the timeout (nginx sends whole requests;
+# this is someone else) are closed.
+rmp_scgi_reap <- function(scgi) {
+  limit <- rmp_now() - scgi$timeout
+  for (id in names(scgi$conns)) {
+    state <- scgi$conns[[id]]
+    if (is.null(state$header) && state$opened < limit) rmp_scgi_drop(scgi, id)
+  }
+}
+
+# One round: waits up to `wait` seconds for the sockets, accepts, reads, and answers every
+# request that is complete, in arrival order. `batcher$arriving` tells the batching front how
+# many complete requests are still to come in this round (batch.R). TRUE if it answered any.
+rmp_scgi_round <- function(scgi, wait, call, batcher) {
+  ids <- names(scgi$conns)
+  sockets <- c(list(scgi$server), lapply(ids, function(id) scgi$conns[[id]]$con))
+  ready <- socketSelect(sockets, timeout = wait)
+  requests <- list()
+  for (id in ids[ready[-1L]]) {
+    request <- rmp_scgi_read(scgi, id)
+    if (!is.null(request)) {
+      con <- scgi$conns[[id]]$con
+      scgi$conns[[id]] <- NULL
+      requests[[length(requests) + 1L]] <- list(con = con, req = rmp_scgi_request(
+        request$headers, request$body
+      ))
+    }
+  }
+  if (ready[[1L]]) rmp_scgi_accept(scgi)
+  for (k in seq_along(requests)) {
+    if (!is.null(batcher)) batcher$arriving <- length(requests) - k
+    rmp_scgi_answer(call, requests[[k]]$con, requests[[k]]$req)
+  }
+  if (!is.null(batcher)) batcher$arriving <- 0L
+  length(requests) > 0L
+}
