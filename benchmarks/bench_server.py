@@ -7,9 +7,12 @@ the servers run side by side and are measured in turn at each connection count.
 Prints req/s, p50, p99, the share of the predict-only ceiling (cores ÷ one single-row predict()),
 the ratio to the baseline at the same connection count, the R workers' CPU per request, the
 mean requests per predict() call (from /metrics), and the load average before and after.
+`--compare REF` adds rmodelpack as it was at git REF (its rmodelpack/runtime, batching on) to
+the same run, e.g. the last version whose scoring routes went through httpuv.
 Not a test: the figures depend on the machine. Traffic goes to 127.0.0.1 only; every wrk run is
 bounded in time.
 Usage: .venv/bin/python benchmarks/bench_server.py [--seconds 4] [--connections 1,8,32,64]
+       [--compare REF]
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import requests
 from common import (
     ONE_ROW,
     cpu_seconds,
+    export_runtime,
     free_port,
     load_average,
     predict_seconds,
@@ -57,15 +61,21 @@ def measured_run(server, path: str, body, connections: int, seconds: int) -> dic
     return result
 
 
-def run_all(model: Path, workers: int, connections: list[int], seconds: int, tmp: Path) -> dict:
-    """The three servers run side by side (idle while another is measured) and are measured in
-    turn at each connection count, so a change in the machine's load hits all of them alike."""
+def run_all(
+    model: Path, workers: int, connections: list[int], seconds: int, tmp: Path, compare: str
+) -> dict:
+    """The servers run side by side (idle while another is measured) and are measured in turn
+    at each connection count, so a change in the machine's load hits all of them alike."""
     port = free_port()
     baseline = start_baseline(model, port)
     servers = {}
+    variants = [("batching off", "false", None), ("batching on", "true", None)]
+    if compare:
+        variants.append((f"{compare} batching on", "true", export_runtime(compare, tmp / "ref")))
     try:
-        for label, batching in (("batching off", "false"), ("batching on", "true")):
-            servers[label] = start_rmodelpack(model, workers, tmp, env={"RMP_BATCHING": batching})
+        for label, batching, runtime_dir in variants:
+            env = {"RMP_BATCHING": batching}
+            servers[label] = start_rmodelpack(model, workers, tmp, env=env, runtime_dir=runtime_dir)
             wrk(servers[label].url("/score"), {"df": ONE_ROW}, 8, 1)  # warm-up
         results: dict = {}
         for c in connections:
@@ -95,6 +105,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=int, default=4, help="length of each wrk run")
     parser.add_argument("--connections", default="1,8,32,64")
+    parser.add_argument("--compare", default="", help="also run rmodelpack as at this git ref")
     parser.add_argument(
         "--wait-quiet", type=float, default=0, help="wait up to this long for load < 1 first"
     )
@@ -108,7 +119,7 @@ def main() -> None:
     ceiling = cores / predict_s
 
     with tempfile.TemporaryDirectory(prefix="rmp-bench-") as tmp:
-        results = run_all(model, workers, connections, args.seconds, Path(tmp))
+        results = run_all(model, workers, connections, args.seconds, Path(tmp), args.compare)
 
     print(
         f"\nload average before: {load_before}  after: {load_average()}\n"

@@ -65,10 +65,14 @@ def start_rmodelpack(
     workdir: Path,
     config: dict[str, Any] | None = None,
     env: dict[str, str] | None = None,
+    runtime_dir: Path | None = None,
 ) -> NativeServer:
-    """rmodelpack natively; `env` adds RMP_* overrides (e.g. RMP_BATCHING)."""
+    """rmodelpack natively; `env` adds RMP_* overrides (e.g. RMP_BATCHING); `runtime_dir` runs
+    another version's rmodelpack/runtime (default: this checkout's)."""
     workdir.mkdir(parents=True, exist_ok=True)
     label = "-".join([str(workers), *(f"{k}={v}" for k, v in sorted((env or {}).items()))])
+    if runtime_dir is not None:
+        label += f"-{runtime_dir.parent.parent.name}"
     config_path = workdir / f"rmodelpack-{label}.json"
     config_path.write_text(json.dumps(config or boston_config(model), indent=2, sort_keys=True))
     server = start_native_server(
@@ -81,9 +85,22 @@ def start_rmodelpack(
             **(env or {}),
         },
         tmpdir=workdir / f"tmp-{label}",
+        **({"entrypoint": runtime_dir / "entrypoint.sh"} if runtime_dir else {}),
     )
     server.wait_ready()
     return server
+
+
+def export_runtime(ref: str, into: Path) -> Path:
+    """rmodelpack/runtime as it was at git `ref`, written below `into`; returns its path."""
+    into.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(
+        ["git", "-C", str(REPO_ROOT), "archive", ref, "rmodelpack/runtime"],
+        check=True,
+        capture_output=True,
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into / "rmodelpack" / "runtime"
 
 
 def start_baseline(model: Path, port: int) -> subprocess.Popen[bytes]:

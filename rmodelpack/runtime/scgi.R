@@ -11,8 +11,10 @@
 # The routes served over SCGI: the ones with a batching front (api.R, rmp_scoring_handlers).
 rmp_scgi_paths <- c("/predict", "/score")
 
-# select() in socketSelect() cannot watch descriptors past 1023.
-rmp_scgi_max_connections <- 256L
+# R has 128 connections per process (125 usable), which the worker's own file reads share: past
+# this many open SCGI connections the oldest one still without a complete request is dropped
+# (nginx sends its whole request at once, so that is someone else's).
+rmp_scgi_max_connections <- 64L
 rmp_scgi_max_header_bytes <- 65536L
 rmp_scgi_read_bytes <- 1048576L
 
@@ -59,17 +61,14 @@ rmp_scgi_listen <- function(port, token, max_body, timeout) {
 }
 
 rmp_scgi_accept <- function(scgi) {
-  for (i in seq_len(64L)) {
+  for (i in seq_len(16L)) {
     if (!socketSelect(list(scgi$server), timeout = 0)) return(invisible())
+    if (length(scgi$conns) >= rmp_scgi_max_connections) rmp_scgi_drop(scgi, rmp_scgi_evictee(scgi))
     con <- tryCatch(
       socketAccept(scgi$server, blocking = FALSE, open = "r+b", timeout = scgi$timeout),
       error = function(e) NULL
     )
     if (is.null(con)) return(invisible())
-    if (length(scgi$conns) >= rmp_scgi_max_connections) {
-      close(con)
-      next
-    }
     scgi$next_id <- scgi$next_id + 1L
     state <- new.env(parent = emptyenv())
     state$con <- con
@@ -78,6 +77,13 @@ rmp_scgi_accept <- function(scgi) {
     state$opened <- rmp_now()
     scgi$conns[[as.character(scgi$next_id)]] <- state
   }
+}
+
+# The oldest connection without a complete header, or else the oldest.
+rmp_scgi_evictee <- function(scgi) {
+  ids <- names(scgi$conns)
+  headerless <- ids[vapply(ids, function(id) is.null(scgi$conns[[id]]$header), NA)]
+  if (length(headerless)) headerless[[1L]] else ids[[1L]]
 }
 
 rmp_scgi_drop <- function(scgi, id) {
@@ -116,7 +122,8 @@ rmp_scgi_header <- function(bytes) {
   list(values = as.list(values), end = end)
 }
 
-# Reads what a connection has; returns its request once complete: list(headers, body).
+# Reads what a connection has; returns its request once complete: list(headers, body). The
+# chunks are joined only to find the header and once the body is complete.
 rmp_scgi_read <- function(scgi, id) {
   state <- scgi$conns[[id]]
   chunk <- tryCatch(readBin(state$con, "raw", rmp_scgi_read_bytes), error = function(e) raw(0))
@@ -124,39 +131,46 @@ rmp_scgi_read <- function(scgi, id) {
   if (length(chunk) == 0L) return(rmp_scgi_drop(scgi, id))
   state$chunks[[length(state$chunks) + 1L]] <- chunk
   state$size <- state$size + length(chunk)
-  bytes <- if (length(state$chunks) == 1L) chunk else do.call(c, state$chunks)
-  state$chunks <- list(bytes)
   if (is.null(state$header)) {
+    bytes <- do.call(c, state$chunks)
+    state$chunks <- list(bytes)
     header <- tryCatch(rmp_scgi_header(bytes), error = function(e) FALSE)
     if (isFALSE(header)) return(rmp_scgi_drop(scgi, id))
     if (is.null(header)) return(NULL)
-    declared <- as.numeric(paste0("0", header$values$CONTENT_LENGTH %||% ""))
-    if (!identical(header$values$RMP_TOKEN, scgi$token) ||
-        !grepl("^[0-9]{0,12}$", header$values$CONTENT_LENGTH %||% "") ||
-        declared > scgi$max_body) {
+    declared <- rmp_scgi_field(header$values, "CONTENT_LENGTH")
+    if (!identical(rmp_scgi_field(header$values, "RMP_TOKEN"), scgi$token) ||
+        !grepl("^[0-9]{0,12}$", declared, useBytes = TRUE) ||
+        as.numeric(paste0("0", declared)) > scgi$max_body) {
       return(rmp_scgi_drop(scgi, id))
     }
     state$header <- header
-    state$need <- header$end + declared
+    state$need <- header$end + as.numeric(paste0("0", declared))
   }
   if (state$size < state$need) return(NULL)
+  bytes <- if (length(state$chunks) == 1L) state$chunks[[1L]] else do.call(c, state$chunks)
+  state$chunks <- list()
   end <- state$header$end
   body <- if (state$need > end) bytes[(end + 1L):state$need] else raw(0)
-  state$chunks <- list()
   list(headers = state$header$values, body = body)
+}
+
+# A header's value ("" when absent); exact names only (`$` would match a prefix).
+rmp_scgi_field <- function(values, name) {
+  value <- values[[name, exact = TRUE]]
+  if (is.null(value)) "" else value
 }
 
 # A Rook request with what the scoring routes read (api.R): httpuv's QUERY_STRING keeps its "?".
 rmp_scgi_request <- function(headers, body) {
   force(body)
   req <- new.env(parent = emptyenv())
-  req$REQUEST_METHOD <- headers$REQUEST_METHOD %||% ""
-  req$PATH_INFO <- headers$RMP_PATH %||% ""
-  query <- headers$QUERY_STRING %||% ""
+  req$REQUEST_METHOD <- rmp_scgi_field(headers, "REQUEST_METHOD")
+  req$PATH_INFO <- rmp_scgi_field(headers, "RMP_PATH")
+  query <- rmp_scgi_field(headers, "QUERY_STRING")
   req$QUERY_STRING <- if (nzchar(query)) paste0("?", query) else ""
-  type <- headers$CONTENT_TYPE %||% ""
+  type <- rmp_scgi_field(headers, "CONTENT_TYPE")
   if (nzchar(type)) req$CONTENT_TYPE <- type
-  id <- headers$HTTP_X_REQUEST_ID %||% ""
+  id <- rmp_scgi_field(headers, "HTTP_X_REQUEST_ID")
   if (nzchar(id)) req$HTTP_X_REQUEST_ID <- id
   req$rook.input <- list(read = function(...) body)
   req
@@ -212,8 +226,7 @@ rmp_scgi_answer <- function(call, con, req) {
 rmp_scgi_reap <- function(scgi) {
   limit <- rmp_now() - scgi$timeout
   for (id in names(scgi$conns)) {
-    state <- scgi$conns[[id]]
-    if (is.null(state$header) && state$opened < limit) rmp_scgi_drop(scgi, id)
+    if (scgi$conns[[id]]$opened < limit) rmp_scgi_drop(scgi, id)
   }
 }
 
@@ -226,7 +239,8 @@ rmp_scgi_round <- function(scgi, wait, call, batcher) {
   ready <- socketSelect(sockets, timeout = wait)
   requests <- list()
   for (id in ids[ready[-1L]]) {
-    request <- rmp_scgi_read(scgi, id)
+    # Nothing a peer sends may end the worker: a read that fails drops that connection.
+    request <- tryCatch(rmp_scgi_read(scgi, id), error = function(e) rmp_scgi_drop(scgi, id))
     if (!is.null(request)) {
       con <- scgi$conns[[id]]$con
       scgi$conns[[id]] <- NULL

@@ -37,9 +37,25 @@ rmp_load_context <- function(cfg, run_dir) {
   ctx
 }
 
+# A worker that fails ends its process (the supervisor replaces it); mcparallel would swallow
+# the error, so it is logged here first.
+rmp_run_worker_logged <- function(ctx, worker_id, supervisor_pid) {
+  withCallingHandlers(
+    rmp_run_worker(ctx, worker_id, supervisor_pid),
+    error = function(e) {
+      calls <- vapply(utils::tail(sys.calls(), 12L), function(call) {
+        paste(deparse(call, nlines = 1L), collapse = "")
+      }, "")
+      rmp_log("worker ", worker_id, " failed: ", conditionMessage(e), "\n  at ",
+              paste(calls, collapse = "\n  at "))
+    }
+  )
+}
+
 rmp_spawn_worker <- function(ctx, worker_id, supervisor_pid) {
   force(supervisor_pid)
-  job <- parallel::mcparallel(rmp_run_worker(ctx, worker_id, supervisor_pid), detached = TRUE)
+  job <- parallel::mcparallel(rmp_run_worker_logged(ctx, worker_id, supervisor_pid),
+                              detached = TRUE)
   job$pid
 }
 

@@ -56,7 +56,8 @@ rmp_gc_when_idle <- function(state) {
 
 # How long the worker may wait for a request before its own work (heartbeat, timers) is due.
 rmp_due_seconds <- function(timers) {
-  min(rmp_heartbeat_seconds, later::next_op_secs(loop = timers))
+  # next_op_secs() is negative for an overdue timer.
+  max(0, min(rmp_heartbeat_seconds, later::next_op_secs(loop = timers)))
 }
 
 # httpuv's requests (every route but the SCGI ones) are posted to later's event loop, which the

@@ -104,11 +104,13 @@ def start_native_server(
     port: int,
     env: dict[str, str] | None = None,
     tmpdir: Path | None = None,
+    entrypoint: Path = ENTRYPOINT,
 ) -> NativeServer:
     """Run entrypoint.sh on 127.0.0.1:port with the given runtime config json.
 
     `env` adds or overrides RMP_* variables (e.g. RMP_MODEL_PATH, RMP_WORKERS). Logs go to
     files in `tmpdir` (default: beside the config), never to pipes that could fill up.
+    `entrypoint` may name another checkout's runtime (the benchmarks compare against one).
     """
     tmpdir = tmpdir or config_path.parent / f"server-{port}"
     tmpdir.mkdir(parents=True, exist_ok=True)
@@ -125,7 +127,7 @@ def start_native_server(
     stdout = stdout_path.open("wb")
     stderr = stderr_path.open("wb")
     process = subprocess.Popen(
-        ["bash", str(ENTRYPOINT)],
+        ["bash", str(entrypoint)],
         env=full_env,
         stdout=stdout,
         stderr=stderr,
