@@ -1,6 +1,7 @@
 """The hot route's transport: httpuv vs SCGI (nginx scgi_pass to R's own server sockets).
 
-A prototype, not rmodelpack's runtime: the R worker below (R_WORKER) serves one route either
+The measurement that chose SCGI for the runtime's scoring routes (runtime/scgi.R). A prototype,
+not rmodelpack's runtime: the R worker below (R_WORKER) serves one route either
 through httpuv (startPipeServer on a unix socket, nginx proxy_pass, as rmodelpack does) or as an
 SCGI server (serverSocket/socketSelect on a TCP port, nginx scgi_pass). Each select round it
 accepts every pending connection, reads what is readable and answers every complete request
@@ -244,7 +245,7 @@ def main() -> None:
                 )
                 for i, backend in enumerate(BACKENDS)
             }
-            targets["rmodelpack /predict (httpuv, batching)"] = (
+            targets["rmodelpack /predict (batching)"] = (
                 rmodelpack.url("/predict"),
                 list(rmodelpack.worker_pids().values()),
                 nginx_workers(rmodelpack.process.pid),

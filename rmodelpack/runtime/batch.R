@@ -1,9 +1,9 @@
 # Adaptive micro-batching inside one worker. Each POST /predict or /score is parsed on arrival
 # (bad JSON, a bad ?type= or too many rows get their own 4xx at once). A request that finds
 # nothing else to batch with is scored at once, as without batching. Otherwise it is queued and
-# the httpuv call returns a promise, until the call of the last request that has already
-# arrived (no other callback due in the event loop: httpuv posts each request there) scores the
-# whole queue and returns its own response directly. Nothing ever waits on a timer.
+# the call returns a promise, until the call of the last request that has already arrived (the
+# last complete one of the SCGI round, scgi.R, with no httpuv callback due in the event loop)
+# scores the whole queue and returns its own response directly. Nothing ever waits on a timer.
 # The flush checks the queued rows as one set of column vectors (if that fails, each request on
 # its own: an invalid one gets its own 422 and never joins the batch), scores them with one
 # predict() per group of at most runtime.batching.max_rows rows of the same output type, and
