@@ -2,8 +2,8 @@
 # (bad JSON, a bad ?type= or too many rows get their own 4xx at once). A request that finds
 # nothing else to batch with is scored at once, as without batching. Otherwise it is queued and
 # the call returns a promise, until the call of the last request that has already arrived (the
-# last complete one of the SCGI round, scgi.R, with no httpuv callback due in the event loop)
-# scores the whole queue and returns its own response directly. Nothing ever waits on a timer.
+# last complete one of the worker's SCGI round, scgi.R) scores the whole queue and returns its
+# own response directly. Nothing ever waits on a timer.
 # The flush checks the queued rows as one set of column vectors (if that fails, each request on
 # its own: an invalid one gets its own 422 and never joins the batch), scores them with one
 # predict() per group of at most runtime.batching.max_rows rows of the same output type, and
@@ -26,21 +26,18 @@ rmp_new_batcher <- function(validate, texts, max_rows, metrics) {
   batcher
 }
 
-# Another request has already arrived: the SCGI round holds more, or a callback is due in the
-# event loop (httpuv posts each request there).
-rmp_more_arriving <- function(batcher) {
-  batcher$arriving > 0L || later::next_op_secs() <= 0
-}
+# Another request has already arrived: the SCGI round holds more.
+rmp_more_arriving <- function(batcher) batcher$arriving > 0L
 
-# Nothing else to batch with: the queue is empty and no callback is due in the event loop, so
-# no other request has arrived (httpuv posts each one there). Such a request is scored at once,
-# synchronously: the common case at low concurrency pays nothing for batching.
+# Nothing else to batch with: the queue is empty and no other request has arrived. Such a
+# request is scored at once, synchronously: the common case at low concurrency pays nothing
+# for batching.
 rmp_batch_alone <- function(batcher) {
   length(batcher$queue) == 0L && !rmp_more_arriving(batcher)
 }
 
-# Queues a job. When no other callback is due in the event loop, this is the last request that
-# has arrived: the queue is scored now and this request's response returned as is. Otherwise
+# Queues a job. When no other request has arrived, this is the last one: the queue is scored
+# now and this request's response returned as is. Otherwise
 # the caller gets a promise; the last arrival's call (or the worker loop, rmp_batch_flush_idle)
 # scores the queue.
 rmp_batch_submit <- function(batcher, job) {
@@ -54,22 +51,19 @@ rmp_batch_submit <- function(batcher, job) {
   job$deferred
 }
 
-# Called by the worker loop after each event-loop turn: a queue left behind (the request due
-# after it was not a scoring one, or failed before it was queued) is scored as soon as nothing
-# else is due.
+# Called by the worker loop after each round: a queue left behind (the requests after it were
+# not scoring ones, or failed before they were queued) is scored now.
 rmp_batch_flush_idle <- function(batcher) {
   if (!is.null(batcher) && length(batcher$queue) > 0L && !rmp_more_arriving(batcher)) {
     rmp_batch_flush(batcher)
   }
 }
 
-# What httpuv needs of the promise its app's call returns: an object of class "promise" with the
-# $then(onFulfilled, onRejected), $catch(onRejected) and $finally(onFinally) methods that
-# promises::then/catch/finally call (promises 1.2 and 1.3 alike). This one runs its callbacks
-# synchronously when it is resolved, in the batch's flush. A promises::promise costs ~1.2 ms of
-# R CPU per request through httpuv's four-stage chain (each stage an R6 promise resolved through
-# the later queue; benchmarks/README.md), more than the scoring it would batch. Callbacks here
-# return plain values (httpuv's do), not promises.
+# The promise a queued request's call returns: $then(onFulfilled, onRejected), $catch and
+# $finally, as promises::then/catch/finally call them, run synchronously when it is resolved in
+# the batch's flush (scgi.R writes the answer from its $then). A promises::promise costs ~1.2 ms
+# of R CPU per request (each stage an R6 promise resolved through the later queue;
+# benchmarks/README.md), more than the scoring it would batch. Callbacks return plain values.
 rmp_deferred <- function() {
   d <- new.env(parent = emptyenv())
   d$state <- "pending"

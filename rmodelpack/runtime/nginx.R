@@ -2,19 +2,12 @@
 # route locations come from the route table in api.R (rmp_routes), its error answers from
 # rmp_nginx_errors below: nothing about routes is written twice.
 
-rmp_socket_path <- function(run_dir, worker_id) file.path(run_dir, sprintf("w%d.sock", worker_id))
-
-rmp_upstream_lines <- function(run_dir, workers) {
-  # max_fails=0: nginx never takes a worker out of rotation on its own. A worker that drops one
-  # bad request's connection is not dead, and with the default (1 failure = out for 10 s) two
-  # such requests emptied the pool; the supervisor alone decides liveness and replaces workers.
-  # A request whose worker died is retried once on another one (proxy_next_upstream).
-  paste(sprintf("    server unix:%s max_fails=0;", rmp_socket_path(run_dir, seq_len(workers))),
-        collapse = "\n")
-}
-
-# The scoring routes' upstream: each worker's SCGI port (scgi.R), same rules as above.
-rmp_scgi_upstream_lines <- function(ports) {
+# Each worker's SCGI port (scgi.R). max_fails=0: nginx never takes a worker out of rotation on
+# its own. A worker that drops one bad request's connection is not dead, and with the default
+# (1 failure = out for 10 s) two such requests emptied the pool; the supervisor alone decides
+# liveness and replaces workers. A request whose worker died is retried once on another one
+# (scgi_next_upstream).
+rmp_upstream_lines <- function(ports) {
   paste(sprintf("    server 127.0.0.1:%d max_fails=0;", ports), collapse = "\n")
 }
 
@@ -130,8 +123,7 @@ rmp_nginx_route_locations <- function(routes = rmp_routes()) {
     paste(
       sprintf("    location %s {", match),
       rmp_nginx_method_guard(rmp_route_methods(routes, path)),
-      if (path %in% rmp_scgi_paths) "      scgi_pass rmp_scgi_workers;" else
-        "      proxy_pass http://rmp_workers$uri$is_args$args;",
+      "      scgi_pass rmp_workers;",
       "    }", sep = "\n")
   }, "")
   paste(blocks, collapse = "\n")
@@ -153,8 +145,8 @@ rmp_write_nginx_conf <- function(cfg, run_dir, runtime_dir) {
     MAX_BODY = cfg$runtime$max_body_bytes, TIMEOUT = cfg$runtime$timeout_seconds,
     # Bodies up to 1 MiB stay in memory; larger ones spill to a file below the run dir.
     BODY_BUFFER = min(cfg$runtime$max_body_bytes, 1048576L),
-    UPSTREAMS = rmp_upstream_lines(run_dir, cfg$runtime$workers), USER = rmp_nginx_user_line(),
-    SCGI_UPSTREAMS = rmp_scgi_upstream_lines(cfg$scgi$ports), SCGI_TOKEN = cfg$scgi$token
+    UPSTREAMS = rmp_upstream_lines(cfg$scgi$ports), USER = rmp_nginx_user_line(),
+    SCGI_TOKEN = cfg$scgi$token
   )
   for (key in names(values)) {
     template <- gsub(paste0("@", key, "@"), values[[key]], template, fixed = TRUE)

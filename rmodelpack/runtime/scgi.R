@@ -1,15 +1,12 @@
-# The scoring routes' transport. nginx passes POST /predict and /score to the workers over SCGI
-# (scgi_pass, one connection per request) instead of HTTP: httpuv's own work costs the worker
-# 0.34-0.63 ms of CPU per request, about one predict(), against 0.12-0.21 ms for SCGI read and
-# written here (benchmarks/README.md, "A lighter transport"). httpuv still serves every other
-# route on the worker's unix socket; the worker loop (worker.R) waits on both.
+# The workers' transport. nginx passes every request for R to a worker over SCGI (scgi_pass, one
+# connection per request) instead of HTTP: httpuv's own work cost the worker 0.34-0.63 ms of
+# CPU per request, about one predict(), against 0.12-0.21 ms for SCGI read and written here
+# (benchmarks/README.md, "A lighter transport"). The request becomes the Rook environment the
+# app (api.R) and plumber read.
 #
 # R's server sockets are TCP only and listen on every interface (serverSocket() takes no
 # address), so a request must carry the token nginx's config holds (a fresh random one per
 # start, in the run directory only): a connection without it is closed unanswered.
-
-# The routes served over SCGI: the ones with a batching front (api.R, rmp_scoring_handlers).
-rmp_scgi_paths <- c("/predict", "/score")
 
 # R has 128 connections per process (125 usable), which the worker's own file reads share: past
 # this many open SCGI connections the oldest one still without a complete request is dropped
@@ -29,11 +26,19 @@ rmp_port_free <- function(port) {
   TRUE
 }
 
+# Below the kernel's ephemeral range, so no outgoing connection is given one of the ports.
+rmp_scgi_port_range <- function() {
+  range <- tryCatch(scan("/proc/sys/net/ipv4/ip_local_port_range", quiet = TRUE),
+                    error = function(e) c(32768, 60999))
+  c(10000L, as.integer(max(range[[1]], 10100L)) - 1L)
+}
+
 # One port per worker, consecutive from a random base, each free now. A replaced worker binds
 # its predecessor's port again (nginx's upstream list is fixed for the server's life).
 rmp_scgi_plan <- function(workers) {
+  range <- rmp_scgi_port_range()
   for (attempt in seq_len(100L)) {
-    ports <- sample.int(30000L, 1L) + 20000L + seq_len(workers) - 1L
+    ports <- range[[1]] + sample.int(range[[2]] - range[[1]] - workers, 1L) + seq_len(workers) - 1L
     if (all(vapply(ports, rmp_port_free, NA))) {
       return(list(ports = ports, token = rmp_scgi_new_token()))
     }
@@ -160,19 +165,34 @@ rmp_scgi_field <- function(values, name) {
   if (is.null(value)) "" else value
 }
 
-# A Rook request with what the scoring routes read (api.R): httpuv's QUERY_STRING keeps its "?".
+# The body as a Rook input stream (plumber may rewind and re-read it).
+rmp_rook_input <- function(body) {
+  input <- new.env(parent = emptyenv())
+  input$read <- function(l = -1L) body
+  input$rewind <- function() invisible(0L)
+  input$read_lines <- function(n = -1L) {
+    lines <- strsplit(rawToChar(body), "\r?\n")[[1]]
+    if (n < 0L) lines else utils::head(lines, n)
+  }
+  input
+}
+
+# A Rook request: the fields nginx sends (nginx.conf.in), as httpuv named them (its QUERY_STRING
+# keeps the "?").
 rmp_scgi_request <- function(headers, body) {
   force(body)
   req <- new.env(parent = emptyenv())
   req$REQUEST_METHOD <- rmp_scgi_field(headers, "REQUEST_METHOD")
   req$PATH_INFO <- rmp_scgi_field(headers, "RMP_PATH")
+  req$SCRIPT_NAME <- ""
   query <- rmp_scgi_field(headers, "QUERY_STRING")
   req$QUERY_STRING <- if (nzchar(query)) paste0("?", query) else ""
-  type <- rmp_scgi_field(headers, "CONTENT_TYPE")
-  if (nzchar(type)) req$CONTENT_TYPE <- type
-  id <- rmp_scgi_field(headers, "HTTP_X_REQUEST_ID")
-  if (nzchar(id)) req$HTTP_X_REQUEST_ID <- id
-  req$rook.input <- list(read = function(...) body)
+  for (name in c("CONTENT_TYPE", "HTTP_HOST", "HTTP_X_REQUEST_ID", "HTTP_X_RMP_IN_FLIGHT")) {
+    value <- rmp_scgi_field(headers, name)
+    if (nzchar(value)) assign(name, value, envir = req)
+  }
+  req$HEADERS <- c(`content-type` = req$CONTENT_TYPE %||% "", host = req$HTTP_HOST %||% "")
+  req$rook.input <- rmp_rook_input(body)
   req
 }
 

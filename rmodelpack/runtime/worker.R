@@ -1,6 +1,4 @@
-# A forked worker: an SCGI socket for the scoring routes (scgi.R) and an httpuv server on a unix
-# socket for the others, serving the router built before the fork. httpuv starts its I/O thread
-# only here, after the fork, never in the supervisor.
+# A forked worker: one SCGI socket (scgi.R) serving the app and router built before the fork.
 
 rmp_up_path <- function(run_dir, worker_id) file.path(run_dir, sprintf("w%d.up", worker_id))
 
@@ -60,16 +58,7 @@ rmp_due_seconds <- function(timers) {
   max(0, min(rmp_heartbeat_seconds, later::next_op_secs(loop = timers)))
 }
 
-# httpuv's requests (every route but the SCGI ones) are posted to later's event loop, which the
-# wait on the SCGI sockets cannot see: it is cut to this many seconds, shorter for a second
-# after httpuv last had a request (a client of the other routes often sends several).
-rmp_http_poll_seconds <- function(http_seen) {
-  if (rmp_now() - http_seen < 1) 0.001 else 0.01
-}
-
 rmp_run_worker <- function(ctx, worker_id, supervisor_pid) {
-  socket <- rmp_socket_path(ctx$run_dir, worker_id)
-  unlink(socket)
   up <- rmp_up_path(ctx$run_dir, worker_id)
   rmp_state$timers <- later::create_loop(parent = NULL)
   rmp_state$metrics <- rmp_new_metrics(ctx$run_dir, worker_id)
@@ -77,17 +66,13 @@ rmp_run_worker <- function(ctx, worker_id, supervisor_pid) {
   app <- rmp_app(ctx, rmp_state$metrics, state)
   scgi <- rmp_scgi_listen(ctx$cfg$scgi$ports[[worker_id]], ctx$cfg$scgi$token,
                           ctx$cfg$runtime$max_body_bytes, ctx$cfg$runtime$timeout_seconds)
-  httpuv::startPipeServer(socket, mask = strtoi("077", 8L), app = app, quiet = TRUE)
   rmp_write_file_atomic(up, as.character(Sys.getpid()))
   # Serve until the supervisor is gone. Each turn waits on the SCGI sockets (at most until the
-  # heartbeat, a timer of the worker's own, or the next look at httpuv's requests), answers
-  # what arrived, then runs httpuv's requests and the timers; the heartbeat keeps ticking and
-  # the /proc check runs at most once a second.
-  beaten <- checked <- http_seen <- rmp_now()
+  # heartbeat or a timer of the worker's own is due), answers what arrived, then runs the
+  # timers; the heartbeat keeps ticking and the /proc check runs at most once a second.
+  beaten <- checked <- rmp_now()
   repeat {
-    wait <- min(rmp_due_seconds(rmp_state$timers), rmp_http_poll_seconds(http_seen))
-    rmp_scgi_round(scgi, wait, app$call, rmp_state$batcher)
-    if (later::run_now(0, all = TRUE)) http_seen <- rmp_now()
+    rmp_scgi_round(scgi, rmp_due_seconds(rmp_state$timers), app$call, rmp_state$batcher)
     rmp_batch_flush_idle(rmp_state$batcher)
     later::run_now(0, loop = rmp_state$timers)
     now <- rmp_now()

@@ -6,7 +6,6 @@ worker still serves after an attack.
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from adversarial.examples import (
     start_example,
 )
 from adversarial.load import json_body
+from adversarial.scgi import predict_request, scgi_exchange, scgi_target
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "runtime" / "scripts"
 ERROR_KEYS = {"status", "code", "message", "request_id", "details"}
@@ -102,33 +102,15 @@ def assert_json_error(status: int, headers: dict[str, str], body: bytes, expecte
     return error
 
 
-def unix_post(socket_path: Path, path: str, body: bytes, timeout: float = 30.0) -> int:
-    """POST straight to one worker's unix socket (bypassing nginx); returns the status."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(timeout)
-        sock.connect(str(socket_path))
-        head = (
-            f"POST {path} HTTP/1.1\r\nHost: worker\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-        )
-        sock.sendall(head.encode() + body)
-        first = b""
-        while b"\r\n" not in first:
-            chunk = sock.recv(4096)
-            if not chunk:
-                break
-            first += chunk
-    return int(first.split(b" ", 2)[1])
-
-
 def every_worker_serves(served: Served) -> None:
-    """Each worker's own socket and the front still answer /predict with 200."""
+    """Each worker's own SCGI port and the front still answer /predict with 200."""
     body = json_body(served.rows[:2])
     pids = served.server.worker_pids()
     assert sorted(pids) == list(range(1, served.workers + 1)), pids
+    target = scgi_target(served.server.run_dir)
     for worker_id in sorted(pids):
-        socket_path = served.server.run_dir / f"w{worker_id}.sock"
-        assert unix_post(socket_path, "/predict", body) == 200, f"worker {worker_id}"
+        answer = scgi_exchange(target.ports[worker_id - 1], predict_request(body, target.token))
+        assert answer.status == 200, f"worker {worker_id}: {answer}"
     response = requests.post(
         served.url("/predict"), data=body, timeout=30, headers={"Content-Type": "application/json"}
     )

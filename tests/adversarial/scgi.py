@@ -22,8 +22,8 @@ class ScgiTarget:
 
 def scgi_target(run_dir: Path) -> ScgiTarget:
     conf = (run_dir / "nginx.conf").read_text()
-    block = re.search(r"upstream rmp_scgi_workers \{(.*?)\}", conf, re.S)
-    assert block is not None, "no upstream rmp_scgi_workers in nginx.conf"
+    block = re.search(r"upstream rmp_workers \{(.*?)\}", conf, re.S)
+    assert block is not None, "no upstream rmp_workers in nginx.conf"
     ports = tuple(int(p) for p in re.findall(r"server 127\.0\.0\.1:(\d+) max_fails=0;", block[1]))
     token = re.search(r"scgi_param RMP_TOKEN ([0-9a-f]+);", conf)
     assert ports and token is not None, conf

@@ -26,6 +26,7 @@ import requests
 from protocols.oip import input_tensors
 
 from adversarial.conftest import Served, ServeExample, every_worker_serves, use_script
+from adversarial.scgi import netstring, predict_fields, scgi_target
 
 pytestmark = [pytest.mark.r, pytest.mark.slow]
 
@@ -236,26 +237,33 @@ def raw_request(call: Call) -> bytes:
     return head.encode() + call.body
 
 
-def send_and_vanish(address: str | tuple[str, int], call: Call, reset: bool) -> None:
+def send_and_vanish(port: int, data: bytes, reset: bool) -> None:
     """Sends the whole request, then closes at once (with an RST when `reset`)."""
-    family = socket.AF_UNIX if isinstance(address, str) else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(10)
-        sock.connect(address)
-        sock.sendall(raw_request(call))
+        sock.connect(("127.0.0.1", port))
+        sock.sendall(data)
         if reset:
             sock.setsockopt(
                 socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
             )
 
 
+def scgi_request(call: Call, token: str) -> bytes:
+    path, _, query = call.path.partition("?")
+    fields = [
+        (name, query if name == "QUERY_STRING" else value)
+        for name, value in predict_fields(call.body, token, call.rid, path)
+    ]
+    return netstring(fields) + call.body
+
+
 def round_with_vanishing_clients(
     served: Served, calls: list[Call], vanishing: list[Call]
 ) -> dict[str, Answer]:
-    """`calls` and `vanishing` all at once; the vanishing ones alternate between nginx and the
-    worker's own socket, every third closing with an RST."""
-    worker_socket = str(served.server.run_dir / "w1.sock")
-    front = ("127.0.0.1", served.server.port)
+    """`calls` and `vanishing` all at once; the vanishing ones alternate between nginx (HTTP)
+    and worker 1's own SCGI port, every third closing with an RST."""
+    target = scgi_target(served.server.run_dir)
     barrier = threading.Barrier(len(calls) + len(vanishing))
 
     def stay(call: Call) -> tuple[str, Answer]:
@@ -265,7 +273,10 @@ def round_with_vanishing_clients(
     def vanish(item: tuple[int, Call]) -> None:
         i, call = item
         barrier.wait(timeout=30)
-        send_and_vanish(worker_socket if i % 2 else front, call, reset=i % 3 == 0)
+        if i % 2:
+            send_and_vanish(target.ports[0], scgi_request(call, target.token), reset=i % 3 == 0)
+        else:
+            send_and_vanish(served.server.port, raw_request(call), reset=i % 3 == 0)
 
     with ThreadPoolExecutor(max_workers=len(calls) + len(vanishing)) as pool:
         gone = pool.map(vanish, enumerate(vanishing))
