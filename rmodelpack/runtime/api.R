@@ -116,7 +116,7 @@ rmp_read_json_body <- function(req) {
     rmp_abort(415L, "unsupported_media_type",
               sprintf("expected Content-Type application/json, got %s", type))
   }
-  # httpuv hands every request a fresh stream positioned at the start: no rewind needed.
+  # Every request has a fresh stream positioned at the start (scgi.R): no rewind needed.
   body <- req$rook.input$read()
   if (length(body) == 0) rmp_abort(400L, "malformed_json", "the request body is empty")
   body
@@ -320,10 +320,10 @@ rmp_batch_routes <- function(ctx, metrics) {
   }), names(hot))
 }
 
-# The httpuv app. POST /predict and /score go straight to their handlers (the same ones the
-# router holds), through the batching queue when batching is on: plumber's routing, hooks and
-# serializer steps cost about as much as the scoring itself (benchmarks/README.md). plumber
-# answers everything else. Every answer is counted for /metrics.
+# The Rook app each SCGI request is handed to (scgi.R). POST /predict and /score go straight to
+# their handlers (the same ones the router holds), through the batching queue when batching is
+# on: plumber's routing, hooks and serializer steps cost about as much as the scoring itself
+# (benchmarks/README.md). plumber answers everything else. Every answer is counted for /metrics.
 rmp_app <- function(ctx, metrics, idle_gc) {
   pr <- ctx$router
   hot <- ctx$scoring_handlers

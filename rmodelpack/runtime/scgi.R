@@ -177,8 +177,8 @@ rmp_rook_input <- function(body) {
   input
 }
 
-# A Rook request: the fields nginx sends (nginx.conf.in), as httpuv named them (its QUERY_STRING
-# keeps the "?").
+# A Rook request: the fields nginx sends (nginx.conf.in), named as httpuv named them (its
+# QUERY_STRING kept the "?").
 rmp_scgi_request <- function(headers, body) {
   force(body)
   req <- new.env(parent = emptyenv())

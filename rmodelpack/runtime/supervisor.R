@@ -81,11 +81,23 @@ rmp_hung_workers <- function(run_dir, pids, up, limit) {
   up & !is.na(mtimes) & rmp_now() - mtimes > limit
 }
 
+# Every process below `pid` (from /proc/PID/task/*/children).
+rmp_descendants <- function(pid) {
+  files <- Sys.glob(sprintf("/proc/%d/task/*/children", pid))
+  kids <- unlist(lapply(files, function(file) {
+    tryCatch(scan(file, what = integer(), quiet = TRUE), error = function(e) integer())
+  }))
+  c(kids, unlist(lapply(kids, rmp_descendants)))
+}
+
+# A hung worker's own children (a scoring call's system()) go with it: they inherited its open
+# SCGI connections (R cannot mark sockets close-on-exec), and nginx would wait for those
+# requests until its timeout instead of retrying them on another worker.
 rmp_kill_hung <- function(run_dir, pids, hung, limit) {
   for (i in which(hung)) {
     rmp_log("worker ", i, " (pid ", pids[[i]], ") gave no heartbeat for over ", limit,
             " s (a request ran past the timeout, or it is stopped); killing it")
-    tools::pskill(pids[[i]], tools::SIGKILL)
+    for (pid in c(rmp_descendants(pids[[i]]), pids[[i]])) tools::pskill(pid, tools::SIGKILL)
   }
 }
 
