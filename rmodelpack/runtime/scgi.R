@@ -65,23 +65,28 @@ rmp_scgi_listen <- function(port, token, max_body, timeout) {
   scgi
 }
 
+# Accepts the pending connections; returns their ids.
 rmp_scgi_accept <- function(scgi) {
+  accepted <- character()
   for (i in seq_len(16L)) {
-    if (!socketSelect(list(scgi$server), timeout = 0)) return(invisible())
+    if (!socketSelect(list(scgi$server), timeout = 0)) break
     if (length(scgi$conns) >= rmp_scgi_max_connections) rmp_scgi_drop(scgi, rmp_scgi_evictee(scgi))
     con <- tryCatch(
       socketAccept(scgi$server, blocking = FALSE, open = "r+b", timeout = scgi$timeout),
       error = function(e) NULL
     )
-    if (is.null(con)) return(invisible())
+    if (is.null(con)) break
     scgi$next_id <- scgi$next_id + 1L
     state <- new.env(parent = emptyenv())
     state$con <- con
     state$chunks <- list()
     state$size <- 0
     state$opened <- rmp_now()
-    scgi$conns[[as.character(scgi$next_id)]] <- state
+    id <- as.character(scgi$next_id)
+    scgi$conns[[id]] <- state
+    accepted <- c(accepted, id)
   }
+  accepted
 }
 
 # The oldest connection without a complete header, or else the oldest.
@@ -116,11 +121,18 @@ rmp_scgi_header <- function(bytes) {
     stop("bad header block")
   }
   block <- bytes[(colon + 1L):(end - 1L)]
-  nul <- which(block == as.raw(0L))
-  starts <- c(1L, utils::head(nul, -1L) + 1L)
-  fields <- vapply(seq_along(nul), function(i) {
-    if (nul[[i]] > starts[[i]]) rawToChar(block[starts[[i]]:(nul[[i]] - 1L)]) else ""
-  }, "")
+  nul <- block == as.raw(0L)
+  if (!any(block == as.raw(10L))) {
+    # The common case, in one call: NULs as line ends.
+    fields <- strsplit(rawToChar(replace(block, nul, as.raw(10L))), "\n", fixed = TRUE)[[1]]
+    fields <- c(fields, rep("", sum(nul) - length(fields)))
+  } else {
+    nul <- which(nul)
+    starts <- c(1L, utils::head(nul, -1L) + 1L)
+    fields <- vapply(seq_along(nul), function(i) {
+      if (nul[[i]] > starts[[i]]) rawToChar(block[starts[[i]]:(nul[[i]] - 1L)]) else ""
+    }, "")
+  }
   if (length(fields) %% 2L != 0L) stop("bad header fields")
   values <- fields[c(FALSE, TRUE)]
   names(values) <- fields[c(TRUE, FALSE)]
@@ -257,8 +269,18 @@ rmp_scgi_round <- function(scgi, wait, call, batcher) {
   ids <- names(scgi$conns)
   sockets <- c(list(scgi$server), lapply(ids, function(id) scgi$conns[[id]]$con))
   ready <- socketSelect(sockets, timeout = wait)
+  readable <- ids[ready[-1L]]
+  if (ready[[1L]]) {
+    # nginx sends its request right after connecting: read the new ones in this round too.
+    accepted <- rmp_scgi_accept(scgi)
+    if (length(accepted)) {
+      now <- socketSelect(lapply(accepted, function(id) scgi$conns[[id]]$con), timeout = 0)
+      readable <- c(readable, accepted[now])
+    }
+  }
   requests <- list()
-  for (id in ids[ready[-1L]]) {
+  for (id in readable) {
+    if (is.null(scgi$conns[[id]])) next
     # Nothing a peer sends may end the worker: a read that fails drops that connection.
     request <- tryCatch(rmp_scgi_read(scgi, id), error = function(e) rmp_scgi_drop(scgi, id))
     if (!is.null(request)) {
@@ -269,7 +291,6 @@ rmp_scgi_round <- function(scgi, wait, call, batcher) {
       ))
     }
   }
-  if (ready[[1L]]) rmp_scgi_accept(scgi)
   for (k in seq_along(requests)) {
     if (!is.null(batcher)) batcher$arriving <- length(requests) - k
     rmp_scgi_answer(call, requests[[k]]$con, requests[[k]]$req)
