@@ -13,6 +13,10 @@
 # (nginx sends its whole request at once, so that is someone else's).
 rmp_scgi_max_connections <- 64L
 rmp_scgi_max_header_bytes <- 65536L
+# readBin() allocates the whole size asked for on every call, so a first read asks for what a
+# usual request needs (a 1 MiB ask per request made R collect, and grow, far more often), and
+# later ones for the rest, at most 1 MiB at a time.
+rmp_scgi_first_read_bytes <- 16384L
 rmp_scgi_read_bytes <- 1048576L
 
 rmp_scgi_new_token <- function() {
@@ -143,7 +147,9 @@ rmp_scgi_header <- function(bytes) {
 # chunks are joined only to find the header and once the body is complete.
 rmp_scgi_read <- function(scgi, id) {
   state <- scgi$conns[[id]]
-  chunk <- tryCatch(readBin(state$con, "raw", rmp_scgi_read_bytes), error = function(e) raw(0))
+  want <- if (is.null(state$header)) rmp_scgi_first_read_bytes else
+    min(state$need - state$size, rmp_scgi_read_bytes)
+  chunk <- tryCatch(readBin(state$con, "raw", want), error = function(e) raw(0))
   # Readable but empty: the peer closed (or reset) the connection.
   if (length(chunk) == 0L) return(rmp_scgi_drop(scgi, id))
   state$chunks[[length(state$chunks) + 1L]] <- chunk

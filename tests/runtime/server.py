@@ -52,9 +52,11 @@ class NativeServer:
     def worker_pids(self) -> dict[int, int]:
         pids = {}
         for path in self.run_dir.glob("w*.up"):
-            text = path.read_text().strip()
-            if text:
-                pids[int(path.stem[1:])] = int(text)
+            # The supervisor removes a dead worker's file before it starts the replacement.
+            with contextlib.suppress(FileNotFoundError):
+                text = path.read_text().strip()
+                if text:
+                    pids[int(path.stem[1:])] = int(text)
         return pids
 
     def wait_ready(self, timeout: float = 60.0) -> None:
