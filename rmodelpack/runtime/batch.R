@@ -37,9 +37,8 @@ rmp_batch_alone <- function(batcher) {
 }
 
 # Queues a job. When no other request has arrived, this is the last one: the queue is scored
-# now and this request's response returned as is. Otherwise
-# the caller gets a promise; the last arrival's call (or the worker loop, rmp_batch_flush_idle)
-# scores the queue.
+# now and this request's response returned as is. Otherwise the caller gets a promise; the last
+# arrival's call (or the worker loop, rmp_batch_flush_idle) scores the queue.
 rmp_batch_submit <- function(batcher, job) {
   job$queued <- rmp_now()
   batcher$queue[[length(batcher$queue) + 1L]] <- job

@@ -23,8 +23,13 @@ rmp_scgi_new_token <- function() {
   paste(sprintf("%02x", as.integer(readBin("/dev/urandom", "raw", 24L))), collapse = "")
 }
 
+# A listening socket on `port`, or NULL when the port is taken.
+rmp_try_listen <- function(port) {
+  tryCatch(suppressWarnings(serverSocket(port)), error = function(e) NULL)
+}
+
 rmp_port_free <- function(port) {
-  server <- tryCatch(suppressWarnings(serverSocket(port)), error = function(e) NULL)
+  server <- rmp_try_listen(port)
   if (is.null(server)) return(FALSE)
   close(server)
   TRUE
@@ -54,7 +59,7 @@ rmp_scgi_plan <- function(workers) {
 rmp_scgi_listen <- function(port, token, max_body, timeout) {
   server <- NULL
   for (attempt in seq_len(50L)) {
-    server <- tryCatch(suppressWarnings(serverSocket(port)), error = function(e) NULL)
+    server <- rmp_try_listen(port)
     if (!is.null(server)) break
     Sys.sleep(0.1)
   }
@@ -162,12 +167,13 @@ rmp_scgi_read <- function(scgi, id) {
     if (is.null(header)) return(NULL)
     declared <- rmp_scgi_field(header$values, "CONTENT_LENGTH")
     if (!identical(rmp_scgi_field(header$values, "RMP_TOKEN"), scgi$token) ||
-        !grepl("^[0-9]{0,12}$", declared, useBytes = TRUE) ||
-        as.numeric(paste0("0", declared)) > scgi$max_body) {
+        !grepl("^[0-9]{0,12}$", declared, useBytes = TRUE)) {
       return(rmp_scgi_drop(scgi, id))
     }
+    body_bytes <- as.numeric(paste0("0", declared))
+    if (body_bytes > scgi$max_body) return(rmp_scgi_drop(scgi, id))
     state$header <- header
-    state$need <- header$end + as.numeric(paste0("0", declared))
+    state$need <- header$end + body_bytes
   }
   if (state$size < state$need) return(NULL)
   bytes <- if (length(state$chunks) == 1L) state$chunks[[1L]] else do.call(c, state$chunks)
@@ -209,7 +215,6 @@ rmp_scgi_request <- function(headers, body) {
     value <- rmp_scgi_field(headers, name)
     if (nzchar(value)) assign(name, value, envir = req)
   }
-  req$HEADERS <- c(`content-type` = req$CONTENT_TYPE %||% "", host = req$HTTP_HOST %||% "")
   req$rook.input <- rmp_rook_input(body)
   req
 }
@@ -270,7 +275,7 @@ rmp_scgi_reap <- function(scgi) {
 
 # One round: waits up to `wait` seconds for the sockets, accepts, reads, and answers every
 # request that is complete, in arrival order. `batcher$arriving` tells the batching front how
-# many complete requests are still to come in this round (batch.R). TRUE if it answered any.
+# many complete requests are still to come in this round (batch.R).
 rmp_scgi_round <- function(scgi, wait, call, batcher) {
   ids <- names(scgi$conns)
   sockets <- c(list(scgi$server), lapply(ids, function(id) scgi$conns[[id]]$con))
@@ -302,5 +307,5 @@ rmp_scgi_round <- function(scgi, wait, call, batcher) {
     rmp_scgi_answer(call, requests[[k]]$con, requests[[k]]$req)
   }
   if (!is.null(batcher)) batcher$arriving <- 0L
-  length(requests) > 0L
+  invisible()
 }
