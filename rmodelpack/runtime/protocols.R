@@ -21,6 +21,10 @@ rmp_protocol_routes <- function() {
     rmp_route("GET", paste0(versioned, "/ready"), rmp_oip_model_ready_handler),
     rmp_route("POST", paste0(model, "/infer"), rmp_oip_infer_handler),
     rmp_route("POST", paste0(versioned, "/infer"), rmp_oip_infer_handler),
+    # KServe v1's server liveness and model list; "/" is an exact path (nginx: location = /),
+    # so any other unknown path still gets the JSON 404.
+    rmp_route("GET", "/", rmp_kserve_v1_live_handler),
+    rmp_route("GET", "/v1/models", rmp_kserve_v1_models_handler),
     # :predict first: a front matching patterns in order must not take it for the GET route.
     rmp_route("POST", "/v1/models/<name>:predict", rmp_kserve_v1_predict_handler),
     rmp_route("GET", "/v1/models/<name>", rmp_kserve_v1_model_handler)
@@ -459,6 +463,17 @@ rmp_check_prediction_count <- function(predictions, rows) {
 
 # --- KServe v1 ------------------------------------------------------------------------------------
 
+# KServe's model server answers GET / with {"status": "alive"} while the process runs.
+rmp_kserve_v1_live_handler <- function(ctx) {
+  function(req, res) rmp_json_response(res, 200L, "{\"status\":\"alive\"}")
+}
+
+# GET /v1/models lists the models the server holds: here, always the one model.
+rmp_kserve_v1_models_handler <- function(ctx) {
+  body <- rmp_json_text(list(models = I(ctx$cfg$name)))
+  function(req, res) rmp_json_response(res, 200L, body)
+}
+
 rmp_kserve_v1_model_handler <- function(ctx) {
   cfg <- ctx$cfg
   rmp_protocol_guard(function(req, res) {
@@ -637,20 +652,42 @@ rmp_protocol_openapi_paths <- function(cfg) {
     paths[[paste0(base, "/ready")]] <- rmp_get_operation("Open Inference Protocol: model readiness")
     paths[[paste0(base, "/infer")]] <- infer
   }
+  paths[["/"]] <- rmp_get_json_operation(
+    "KServe v1: server liveness",
+    rmp_object_schema(status = list(type = "string", enum = I("alive")))
+  )
+  paths[["/v1/models"]] <- rmp_get_json_operation(
+    "KServe v1: the models this server holds (its one model)",
+    rmp_object_schema(models = list(type = "array", minItems = 1L, maxItems = 1L,
+                                    items = list(type = "string", enum = I(cfg$name))))
+  )
   paths[[paste0("/v1/models/", cfg$name)]] <- rmp_get_operation("KServe v1: {\"name\", \"ready\"}")
   paths[[paste0("/v1/models/", cfg$name, ":predict")]] <- rmp_post_operation(
     "KServe v1: {\"instances\": [...]} in, {\"predictions\": [...]} out", v1_request, v1_response,
     rmp_type_parameters(cfg$output$kind)
   )
   stats::setNames(lapply(names(paths), function(path) {
-    rmp_protocol_operation(paths[[path]], if (startsWith(path, "/v1/")) "kserve-v1" else
-      "open-inference-protocol")
+    kserve_v1 <- path == "/" || startsWith(path, "/v1/")
+    rmp_protocol_operation(paths[[path]], if (kserve_v1) "kserve-v1" else
+      "open-inference-protocol", names_model = grepl("^/v[12]/models/", path))
   }), names(paths))
 }
 
+# An object schema whose every property is required.
+rmp_object_schema <- function(...) {
+  properties <- list(...)
+  list(type = "object", required = I(names(properties)), properties = properties)
+}
+
+rmp_get_json_operation <- function(summary, schema) {
+  operation <- rmp_get_operation(summary)
+  operation$get$responses[["200"]]$content <- rmp_json_content(schema)
+  operation
+}
+
 # The protocols' own error body ({"error": "<message>", ...}), their 404 for another model or
-# version, and a tag per protocol.
-rmp_protocol_operation <- function(operation, tag) {
+# version (on paths that name one), and a tag per protocol.
+rmp_protocol_operation <- function(operation, tag, names_model = TRUE) {
   error <- list(type = "object", required = I("error"), properties = list(
     error = list(type = "string"), code = list(type = "string"),
     request_id = list(type = "string"),
@@ -658,7 +695,7 @@ rmp_protocol_operation <- function(operation, tag) {
   ))
   lapply(operation, function(method) {
     method$tags <- I(tag)
-    method$responses[["404"]] <- list(description = "no such model or version")
+    if (names_model) method$responses[["404"]] <- list(description = "no such model or version")
     for (status in setdiff(names(method$responses), "200")) {
       method$responses[[status]]$content <- rmp_json_content(error)
     }

@@ -8,11 +8,35 @@ rmp_parse_json <- function(body_raw) {
   if (any(body_raw == as.raw(0L))) {
     rmp_abort(400L, "malformed_json", "malformed JSON: the body contains a NUL byte")
   }
+  # One fixed search (about 2 us on a small body); only a hit is looked at closer.
+  if (length(grepRaw(rmp_nul_escape, body_raw, fixed = TRUE)) > 0L) {
+    rmp_refuse_nul_escape(body_raw)
+  }
   tryCatch({
     text <- rawToChar(body_raw)
     Encoding(text) <- "UTF-8"
     jsonlite::parse_json(text, simplifyVector = FALSE)
   }, error = function(e) rmp_abort(400L, "malformed_json", paste("malformed JSON:", conditionMessage(e))))
+}
+
+rmp_nul_escape <- charToRaw("\\u0000")
+rmp_backslash <- charToRaw("\\")
+
+# jsonlite ends a string at the escape \u0000 ("ab\u0000c" parses as "ab"), so a value would
+# silently change: such a body is refused, naming where. "\\u0000" (an escaped backslash, then
+# the text u0000) is legal: the escape is real only when an odd run of backslashes ends at "u".
+rmp_refuse_nul_escape <- function(body_raw) {
+  for (at in grepRaw(rmp_nul_escape, body_raw, fixed = TRUE, all = TRUE)) {
+    first <- at
+    while (first > 1L && body_raw[[first - 1L]] == rmp_backslash) first <- first - 1L
+    if ((at - first) %% 2L == 0L) {
+      rmp_abort(400L, "malformed_json", sprintf(paste(
+        "malformed JSON: the string escape \\u0000 (a NUL character) at byte offset %d cannot",
+        "be served: R strings cannot hold NUL, so the value would be cut short there; remove it"
+      ), at - 1L))
+    }
+  }
+  invisible(FALSE)
 }
 
 rmp_is_object <- function(value) is.list(value) && !is.null(names(value))

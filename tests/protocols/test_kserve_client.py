@@ -70,6 +70,7 @@ def test_v2_requested_outputs_through_the_kserve_client(served: Served) -> None:
 
 async def _v1_predict(served: Served) -> Any:
     async with client("v1") as rest:
+        assert await rest.is_server_live(served.url)  # v1: GET / answers {"status": "alive"}
         assert await rest.is_model_ready(served.url, served.example)
         return await rest.infer(served.url, {"instances": served.truth["rows"]}, served.example)
 
