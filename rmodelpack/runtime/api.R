@@ -23,8 +23,9 @@ rmp_routes <- function() {
   ), rmp_protocol_routes())
 }
 
-# Answered by nginx itself (nginx.conf.in), never by R.
-rmp_front_routes <- c("/healthz", "/readyz")
+# Answered by nginx itself (nginx.conf.in), never by R: they hold while no worker is up. "/" is
+# KServe v1's server liveness ({"status": "alive"} while the process runs, model loaded or not).
+rmp_front_routes <- c("/healthz", "/readyz", "/")
 
 # A route path as an anchored regex (for R and for nginx's PCRE): plumber's <name> or
 # <name:type> matches one segment of unreserved characters.

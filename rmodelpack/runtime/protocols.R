@@ -21,9 +21,7 @@ rmp_protocol_routes <- function() {
     rmp_route("GET", paste0(versioned, "/ready"), rmp_oip_model_ready_handler),
     rmp_route("POST", paste0(model, "/infer"), rmp_oip_infer_handler),
     rmp_route("POST", paste0(versioned, "/infer"), rmp_oip_infer_handler),
-    # KServe v1's server liveness and model list; "/" is an exact path (nginx: location = /),
-    # so any other unknown path still gets the JSON 404.
-    rmp_route("GET", "/", rmp_kserve_v1_live_handler),
+    # KServe v1's model list. Its server liveness, GET /, is answered by nginx (rmp_front_routes).
     rmp_route("GET", "/v1/models", rmp_kserve_v1_models_handler),
     # :predict first: a front matching patterns in order must not take it for the GET route.
     rmp_route("POST", "/v1/models/<name>:predict", rmp_kserve_v1_predict_handler),
@@ -462,11 +460,6 @@ rmp_check_prediction_count <- function(predictions, rows) {
 }
 
 # --- KServe v1 ------------------------------------------------------------------------------------
-
-# KServe's model server answers GET / with {"status": "alive"} while the process runs.
-rmp_kserve_v1_live_handler <- function(ctx) {
-  function(req, res) rmp_json_response(res, 200L, "{\"status\":\"alive\"}")
-}
 
 # GET /v1/models lists the models the server holds: here, always the one model.
 rmp_kserve_v1_models_handler <- function(ctx) {

@@ -1,13 +1,18 @@
 """KServe v1's server routes on the native server, through nginx: `GET /` (liveness) and
 `GET /v1/models` (the model list), as KServe's own model server answers them. `/` is an exact
 route: every other unknown path still gets the JSON 404, another method on `/` the JSON 405.
+nginx answers `/` itself, as it does /healthz: the process is live while no worker answers.
 """
 
 from __future__ import annotations
 
+import os
+import signal
+
 import pytest
 import requests
 
+from runtime.conftest import ServerFactory
 from runtime.server import NativeServer
 
 pytestmark = [pytest.mark.r]
@@ -66,13 +71,26 @@ def test_openapi_declares_the_server_routes_with_their_answers(
     assert schema["properties"]["models"]["items"]["enum"] == ["boston-rf"]
 
 
-def test_metrics_label_the_server_routes_by_path(boston_server: NativeServer) -> None:
-    requests.get(boston_server.url("/"), timeout=10)
+def test_metrics_label_the_model_list_by_path(boston_server: NativeServer) -> None:
     requests.get(boston_server.url("/v1/models"), timeout=10)
     text = ""
     for _ in range(50):  # workers flush their counters within 0.2 s
         text = requests.get(boston_server.url("/metrics"), timeout=10).text
         if 'route="/v1/models",method="GET",status="200"' in text:
             break
-    assert 'route="/",method="GET",status="200"' in text
     assert 'route="/v1/models",method="GET",status="200"' in text
+
+
+def test_root_is_live_while_no_worker_answers(server_factory: ServerFactory) -> None:
+    server = server_factory(env={"RMP_WORKERS": "2"})
+    pids = list(server.worker_pids().values())
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        root = requests.get(server.url("/"), timeout=5)
+        assert (root.status_code, root.json()) == (200, {"status": "alive"})
+        with pytest.raises(requests.Timeout):
+            requests.get(server.url("/v1/models"), timeout=1)
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
