@@ -290,14 +290,14 @@ rmp_batch_route <- function(path, handler, batcher, metrics) {
       rmp_call_light(rmp_guard(function(req, res) score(job, res, count_call)), job$req)
     },
     done = function(job, response) {
-      rmp_record(metrics, path, "POST", response$status, rmp_now() - job$started)
+      rmp_record_answer(metrics, job$req, path, response$status, job$started)
     }
   )
   function(req, started) {
     res <- admit(req, rmp_light_response())
     if (is.null(res$job)) {
       response <- rmp_light_result(res)
-      rmp_record(metrics, path, "POST", response$status, rmp_now() - started)
+      rmp_record_answer(metrics, req, path, response$status, started)
       return(response)
     }
     job <- list2env(res$job, parent = emptyenv())
@@ -338,8 +338,7 @@ rmp_app <- function(ctx, metrics, idle_gc) {
     if (!is.null(route)) return(route(req, started))
     handler <- if (post) hot[[req$PATH_INFO]]
     response <- if (is.null(handler)) rmp_fix_405(req, pr$call(req)) else rmp_call_light(handler, req)
-    rmp_record(metrics, rmp_route_label(req$PATH_INFO), req$REQUEST_METHOD,
-               response$status, rmp_now() - started)
+    rmp_record_answer(metrics, req, rmp_route_label(req$PATH_INFO), response$status, started)
     response
   })
 }

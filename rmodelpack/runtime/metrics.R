@@ -31,19 +31,19 @@ rmp_counter_names <- names(rmp_new_counters())
 rmp_state <- new.env(parent = emptyenv())
 
 # The worker's own timers (metrics flush, idle GC) run on a private later loop that the worker
-# loop runs after each service() (worker.R), so the global loop's next_op_secs() sees only
-# requests: batching takes a due callback there for another request (batch.R). Outside a
-# worker they run on the global loop.
+# loop runs after each SCGI round, and whose next due time bounds the round's wait (worker.R).
+# Outside a worker they run on the global loop.
 rmp_timer <- function(callback, delay) {
   loop <- rmp_state$timers %||% later::global_loop()
   later::later(callback, delay, loop = loop)
 }
 
-rmp_new_metrics <- function(run_dir, worker_id) {
+rmp_new_metrics <- function(run_dir, worker_id, timeout = Inf) {
   path <- file.path(rmp_metrics_dir(run_dir), sprintf("w%d.rds", worker_id))
   counters <- utils::modifyList(rmp_new_counters(), rmp_read_rds(path) %||% list())
   metrics <- list2env(counters, parent = emptyenv())
   metrics$path <- path
+  metrics$timeout <- timeout
   metrics$flush_pending <- FALSE
   metrics
 }
@@ -59,6 +59,17 @@ rmp_record <- function(metrics, route, method, status, seconds) {
   metrics$sum <- metrics$sum + seconds
   metrics$count <- metrics$count + 1
   rmp_schedule_flush(metrics)
+}
+
+# A worker's answer to one request. nginx answers a request itself with its 504 once it has
+# waited timeout_seconds since it passed the request on (req$RMP_SENT, nginx's clock) and counts
+# that 504 (rmp_add_nginx_answers); an answer the worker finishes later never reaches the client, so
+# it is not counted a second time.
+rmp_record_answer <- function(metrics, req, route, status, started) {
+  now <- rmp_now()
+  sent <- req$RMP_SENT
+  if (!is.null(sent) && !is.na(sent) && now - sent > metrics$timeout) return(invisible())
+  rmp_record(metrics, route, req$REQUEST_METHOD, status, now - started)
 }
 
 rmp_observe <- function(histogram, bounds, value) {

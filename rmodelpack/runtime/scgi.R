@@ -215,6 +215,8 @@ rmp_scgi_request <- function(headers, body) {
     value <- rmp_scgi_field(headers, name)
     if (nzchar(value)) assign(name, value, envir = req)
   }
+  sent <- rmp_scgi_field(headers, "RMP_SENT")
+  req$RMP_SENT <- if (grepl("^[0-9]{1,12}([.][0-9]{1,6})?$", sent)) as.numeric(sent) else NA_real_
   req$rook.input <- rmp_rook_input(body)
   req
 }

@@ -173,3 +173,28 @@ def test_missing_config_key_fails_loudly(server_factory: ServerFactory) -> None:
     server = server_factory(drop_drain, wait=False)
     assert server.process.wait(timeout=30) != 0
     assert "runtime.drain_seconds" in server.stderr_path.read_text()
+
+
+def test_an_answer_after_nginx_gave_up_is_counted_once_as_its_504(
+    server_factory: ServerFactory, r_predictions: dict
+) -> None:
+    """nginx answers the queued request with its 504 at timeout_seconds and counts it; the
+    worker finishes that request a second later, and /metrics must not count it again as 200."""
+    server = server_factory(
+        use_script("slower_score.R", timeout_seconds=2), env={"RMP_WORKERS": "1"}
+    )
+    key = 'rmp_requests_total{{route="/score",method="POST",status="{}"}}'
+
+    def counts() -> dict[str, float]:
+        lines = requests.get(server.url("/metrics"), timeout=10).text.splitlines()
+        pairs = [line.rsplit(" ", 1) for line in lines if line.startswith(key.split("{")[0])]
+        return {name: float(value) for name, value in pairs if 'route="/score"' in name}
+
+    before = counts()
+    with ThreadPoolExecutor(2) as pool:
+        statuses = sorted(pool.map(lambda row: score_one(server, row), r_predictions["rows"][:2]))
+    assert statuses == [200, 504]
+    time.sleep(2.5)  # the worker finishes the second request at ~3 s, then flushes within 0.2 s
+    after = counts()
+    added = {name: after[name] - before.get(name, 0) for name in after}
+    assert {name: n for name, n in added.items() if n} == {key.format(200): 1, key.format(504): 1}
