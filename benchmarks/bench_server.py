@@ -4,9 +4,14 @@ In one run, at 1, 8, 32 and 64 keep-alive connections (wrk, one thread, a few se
 the reference's plain Plumber (one process, POST /score, plumber::pr_run), and rmodelpack with
 workers = cores and runtime.batching off (RMP_BATCHING=false) and on, on /score and /predict;
 the servers run side by side and are measured in turn at each connection count.
-Prints req/s, p50, p99, the share of the predict-only ceiling (cores ÷ one single-row predict()),
-the ratio to the baseline at the same connection count, the R workers' CPU per request, the
-mean requests per predict() call (from /metrics), and the load average before and after.
+Prints req/s, p50, p99 and the slowest request as wrk saw them, nginx's own p99 over the same
+requests (from its access log), the share of the predict-only ceiling (cores ÷ one single-row
+predict()), the ratio to the baseline at the same connection count, the R workers' CPU per
+request, the mean requests per predict() call (from /metrics), and the load average before and
+after. wrk corrects its latencies for coordinated omission: a reply that took S ms on a
+connection adds samples S - I, S - 2I, ... (I = the run's mean time per request per connection),
+the requests a steady client would have sent meanwhile; nginx's p99 counts each real request
+once.
 `--compare REF` adds rmodelpack as it was at git REF (its rmodelpack/runtime, batching on) to
 the same run, e.g. the last version whose scoring routes went through httpuv.
 Not a test: the figures depend on the machine. Traffic goes to 127.0.0.1 only; every wrk run is
@@ -21,6 +26,7 @@ import argparse
 import os
 import re
 import tempfile
+import time
 from pathlib import Path
 
 import requests
@@ -48,9 +54,22 @@ def batch_totals(server) -> tuple[float, float]:
     return float(found.get("sum", 0)), float(found.get("count", 0))
 
 
+# nginx flushes its buffered access log at least once a second (nginx.conf.in).
+LOG_FLUSH_SECONDS = 1.2
+
+
+def nginx_p99_ms(server, path: str, skip: int) -> float:
+    """The p99 of nginx's own duration_ms over the access-log lines after the first `skip`."""
+    entries = server.access_log()[skip:]
+    durations = sorted(e["duration_ms"] for e in entries if e["path"] == path)
+    return float(durations[int(len(durations) * 0.99)]) if durations else float("nan")
+
+
 def measured_run(server, path: str, body, connections: int, seconds: int) -> dict[str, float]:
-    """One wrk run, the R workers' CPU meanwhile and the mean batch size."""
+    """One wrk run, the R workers' CPU meanwhile, the mean batch size and nginx's own p99."""
     workers = list(server.worker_pids().values())
+    time.sleep(LOG_FLUSH_SECONDS)
+    logged = len(server.access_log())
     cpu_before = sum(map(cpu_seconds, workers))
     sum_before, count_before = batch_totals(server)
     result = wrk(server.url(path), body, connections, seconds)
@@ -58,6 +77,8 @@ def measured_run(server, path: str, body, connections: int, seconds: int) -> dic
     sum_after, count_after = batch_totals(server)
     calls = count_after - count_before
     result["batch"] = (sum_after - sum_before) / calls if calls else float("nan")
+    time.sleep(LOG_FLUSH_SECONDS)
+    result["nginx_p99_ms"] = nginx_p99_ms(server, path, logged)
     return result
 
 
@@ -96,6 +117,7 @@ def table_row(label: str, c: int, result: dict, ceiling: float, base_rps: float)
     r_ms = result.get("r_cpu", float("nan")) / (result["rps"] * result["seconds"]) * 1000
     return (
         f"| {label} | {c} | {result['rps']:.0f} | {result['p50_ms']:.1f} | {result['p99_ms']:.1f}"
+        f" | {result.get('nginx_p99_ms', float('nan')):.0f} | {result['max_ms']:.0f}"
         f" | {result['rps'] / ceiling:.0%} | {result['rps'] / base_rps:.1f}x"
         f" | {int(result['non_2xx'])} | {r_ms:.2f} | {result.get('batch', float('nan')):.1f} |"
     )
@@ -127,10 +149,10 @@ def main() -> None:
         f"predict-only ceiling={ceiling:.0f} req/s  wrk run={args.seconds}s (1 thread)\n"
     )
     print(
-        "| server | conns | req/s | p50 ms | p99 ms | of ceiling | vs baseline | non-2xx"
-        " | R CPU ms/req | req per predict() |"
+        "| server | conns | req/s | p50 ms | p99 ms | nginx p99 ms | max ms | of ceiling"
+        " | vs baseline | non-2xx | R CPU ms/req | req per predict() |"
     )
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for c in connections:
         base_rps = results[("plain Plumber /score", c)]["rps"]
         for (label, conns), result in results.items():

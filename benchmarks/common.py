@@ -190,6 +190,7 @@ def parse_wrk(out: str) -> dict[str, float]:
         "rps": float(find(r"Requests/sec:\s+([\d.]+)")),
         "p50_ms": to_ms(find(r"^\s*50%\s+(\S+)$")),
         "p99_ms": to_ms(find(r"^\s*99%\s+(\S+)$")),
+        "max_ms": to_ms(find(r"^\s*Latency\s+\S+\s+\S+\s+(\S+)")),
         "non_2xx": float(find(r"Non-2xx or 3xx responses: (\d+)") or 0),
         "socket_errors": float(bool(find(r"(Socket errors)"))),
     }
