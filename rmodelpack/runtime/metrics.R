@@ -63,8 +63,8 @@ rmp_record <- function(metrics, route, method, status, seconds) {
 
 # A worker's answer to one request. nginx answers a request itself with its 504 once it has
 # waited timeout_seconds since it passed the request on (req$RMP_SENT, nginx's clock) and counts
-# that 504 (rmp_add_nginx_answers); an answer the worker finishes later never reaches the client, so
-# it is not counted a second time.
+# that 504 (rmp_add_nginx_answers); an answer the worker finishes later never reaches the
+# client, so it is not counted a second time.
 rmp_record_answer <- function(metrics, req, route, status, started) {
   now <- rmp_now()
   sent <- req$RMP_SENT
