@@ -38,12 +38,11 @@ rmp_timer <- function(callback, delay) {
   later::later(callback, delay, loop = loop)
 }
 
-rmp_new_metrics <- function(run_dir, worker_id, timeout = Inf) {
+rmp_new_metrics <- function(run_dir, worker_id) {
   path <- file.path(rmp_metrics_dir(run_dir), sprintf("w%d.rds", worker_id))
   counters <- utils::modifyList(rmp_new_counters(), rmp_read_rds(path) %||% list())
   metrics <- list2env(counters, parent = emptyenv())
   metrics$path <- path
-  metrics$timeout <- timeout
   metrics$flush_pending <- FALSE
   metrics
 }
@@ -61,15 +60,12 @@ rmp_record <- function(metrics, route, method, status, seconds) {
   rmp_schedule_flush(metrics)
 }
 
-# A worker's answer to one request. nginx answers a request itself with its 504 once it has
-# waited timeout_seconds since it passed the request on (req$RMP_SENT, nginx's clock) and counts
-# that 504 (rmp_add_nginx_answers); an answer the worker finishes later never reaches the
-# client, so it is not counted a second time.
+# A worker's answer to one request. nginx answers a request itself with its 504 when it gives
+# up waiting (timeout_seconds) and counts that 504 (rmp_add_nginx_answers); an answer the worker
+# finishes after that reaches no client (req$rmp.gone(), scgi.R), so it is not counted again.
 rmp_record_answer <- function(metrics, req, route, status, started) {
-  now <- rmp_now()
-  sent <- req$RMP_SENT
-  if (!is.null(sent) && !is.na(sent) && now - sent > metrics$timeout) return(invisible())
-  rmp_record(metrics, route, req$REQUEST_METHOD, status, now - started)
+  if (is.function(req$rmp.gone) && req$rmp.gone()) return(invisible())
+  rmp_record(metrics, route, req$REQUEST_METHOD, status, rmp_now() - started)
 }
 
 rmp_observe <- function(histogram, bounds, value) {

@@ -203,7 +203,7 @@ rmp_rook_input <- function(body) {
 
 # A Rook request: the fields nginx sends (nginx.conf.in), named as httpuv named them (its
 # QUERY_STRING kept the "?").
-rmp_scgi_request <- function(headers, body) {
+rmp_scgi_request <- function(headers, body, con = NULL) {
   force(body)
   req <- new.env(parent = emptyenv())
   req$REQUEST_METHOD <- rmp_scgi_field(headers, "REQUEST_METHOD")
@@ -215,10 +215,16 @@ rmp_scgi_request <- function(headers, body) {
     value <- rmp_scgi_field(headers, name)
     if (nzchar(value)) assign(name, value, envir = req)
   }
-  sent <- rmp_scgi_field(headers, "RMP_SENT")
-  req$RMP_SENT <- if (grepl("^[0-9]{1,12}([.][0-9]{1,6})?$", sent)) as.numeric(sent) else NA_real_
   req$rook.input <- rmp_rook_input(body)
+  if (!is.null(con)) req$rmp.gone <- function() rmp_scgi_gone(con)
   req
+}
+
+# nginx sends nothing after a request, and closes the connection when it gives up on it (its own
+# 504 at timeout_seconds): a readable connection has been closed (or reset), and an answer
+# written to it reaches no client.
+rmp_scgi_gone <- function(con) {
+  isTRUE(tryCatch(socketSelect(list(con), timeout = 0), error = function(e) TRUE))
 }
 
 rmp_scgi_reasons <- c(
@@ -300,7 +306,7 @@ rmp_scgi_round <- function(scgi, wait, call, batcher) {
       con <- scgi$conns[[id]]$con
       scgi$conns[[id]] <- NULL
       requests[[length(requests) + 1L]] <- list(con = con, req = rmp_scgi_request(
-        request$headers, request$body
+        request$headers, request$body, con
       ))
     }
   }

@@ -61,7 +61,7 @@ rmp_due_seconds <- function(timers) {
 rmp_run_worker <- function(ctx, worker_id, supervisor_pid) {
   up <- rmp_up_path(ctx$run_dir, worker_id)
   rmp_state$timers <- later::create_loop(parent = NULL)
-  rmp_state$metrics <- rmp_new_metrics(ctx$run_dir, worker_id, ctx$cfg$runtime$timeout_seconds)
+  rmp_state$metrics <- rmp_new_metrics(ctx$run_dir, worker_id)
   state <- rmp_new_idle_gc(up)
   app <- rmp_app(ctx, rmp_state$metrics, state)
   scgi <- rmp_scgi_listen(ctx$cfg$scgi$ports[[worker_id]], ctx$cfg$scgi$token,

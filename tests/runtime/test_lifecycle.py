@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -175,6 +176,20 @@ def test_missing_config_key_fails_loudly(server_factory: ServerFactory) -> None:
     assert "runtime.drain_seconds" in server.stderr_path.read_text()
 
 
+SCORE_COUNT = 'rmp_requests_total{{route="/score",method="POST",status="{}"}}'
+
+
+def score_counts(server: NativeServer) -> dict[str, float]:
+    """rmp_requests_total for POST /score, by series."""
+    lines = requests.get(server.url("/metrics"), timeout=10).text.splitlines()
+    pairs = [line.rsplit(" ", 1) for line in lines if line.startswith("rmp_requests_total{")]
+    return {name: float(value) for name, value in pairs if 'route="/score"' in name}
+
+
+def added_counts(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {name: n - before.get(name, 0) for name, n in after.items() if n != before.get(name, 0)}
+
+
 def test_an_answer_after_nginx_gave_up_is_counted_once_as_its_504(
     server_factory: ServerFactory, r_predictions: dict
 ) -> None:
@@ -183,18 +198,38 @@ def test_an_answer_after_nginx_gave_up_is_counted_once_as_its_504(
     server = server_factory(
         use_script("slower_score.R", timeout_seconds=2), env={"RMP_WORKERS": "1"}
     )
-    key = 'rmp_requests_total{{route="/score",method="POST",status="{}"}}'
-
-    def counts() -> dict[str, float]:
-        lines = requests.get(server.url("/metrics"), timeout=10).text.splitlines()
-        pairs = [line.rsplit(" ", 1) for line in lines if line.startswith(key.split("{")[0])]
-        return {name: float(value) for name, value in pairs if 'route="/score"' in name}
-
-    before = counts()
+    before = score_counts(server)
     with ThreadPoolExecutor(2) as pool:
         statuses = sorted(pool.map(lambda row: score_one(server, row), r_predictions["rows"][:2]))
     assert statuses == [200, 504]
     time.sleep(2.5)  # the worker finishes the second request at ~3 s, then flushes within 0.2 s
-    after = counts()
-    added = {name: after[name] - before.get(name, 0) for name in after}
-    assert {name: n for name, n in added.items() if n} == {key.format(200): 1, key.format(504): 1}
+    added = added_counts(before, score_counts(server))
+    assert added == {SCORE_COUNT.format(200): 1, SCORE_COUNT.format(504): 1}
+
+
+def test_a_late_sent_request_answered_in_time_is_counted(
+    server_factory: ServerFactory, r_predictions: dict
+) -> None:
+    """nginx's timeout runs from when it has sent the whole request: a 16 MB body queued behind
+    a 1.5 s request is sent only as the worker reads it, and its answer ~3 s after it arrived
+    is in time (200 to the client), so /metrics counts it as a 200."""
+    server = server_factory(
+        use_script("slower_score.R", timeout_seconds=2, max_body_bytes=32 * 1024 * 1024),
+        env={"RMP_WORKERS": "1"},
+    )
+    row = r_predictions["rows"][0]
+    padded = (" " * (16 * 1024 * 1024) + json.dumps({"df": [row]})).encode()
+
+    def post_padded() -> int:
+        url = server.url("/score")
+        headers = {"Content-Type": "application/json"}
+        return requests.post(url, data=padded, headers=headers, timeout=30).status_code
+
+    before = score_counts(server)
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(score_one, server, row)
+        time.sleep(0.3)
+        big = pool.submit(post_padded)
+        assert (first.result(), big.result()) == (200, 200)
+    time.sleep(0.5)
+    assert added_counts(before, score_counts(server)) == {SCORE_COUNT.format(200): 2}
