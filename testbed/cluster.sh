@@ -20,13 +20,15 @@ SCRIPT_NAME=testbed/cluster.sh
 use_state "$CLUSTER_STATE"
 # Bumped when `up` starts components differently (flags, certificates): an older state is taken
 # down and recreated instead of being reported healthy.
-STATE_FORMAT=2
+STATE_FORMAT=3
 
-# Ports away from the well-known ones, so a developer's own etcd/apiserver keeps working.
-ETCD_CLIENT_PORT=23790
-ETCD_PEER_PORT=23800
-CONTROLLER_MANAGER_PORT=16257
-SCHEDULER_PORT=16259
+# Ports away from the well-known ones, so a developer's own etcd/apiserver keeps working, and
+# above both the kernel's ephemeral range and the R workers' SCGI ports (10000 up to that range),
+# so no test server can hold one first (tests/test_testbed_ports.py); node.sh's likewise.
+ETCD_CLIENT_PORT=62379
+ETCD_PEER_PORT=62380
+CONTROLLER_MANAGER_PORT=61257
+SCHEDULER_PORT=61259
 NODE_NAME=kwok-node-0
 GPU_NODE_NAME=kwok-gpu-node-0
 

@@ -13,7 +13,7 @@ export PATH="$BIN:$PATH"
 # The control plane's fixed facts, read by both stages (node.sh reaches the API server and signs
 # the node's certificates with the cluster CA).
 CLUSTER_STATE="${RMP_CLUSTER_DIR:-$ROOT/.cache/cluster}"
-APISERVER_PORT=16443
+APISERVER_PORT=61443
 KUBECONFIG_FILE="$CLUSTER_STATE/admin.kubeconfig"
 PKI="$CLUSTER_STATE/pki"
 SERVICE_CIDR=10.96.0.0/16

@@ -13,7 +13,7 @@
 #                                Ready), kube-proxy, CoreDNS, metrics-server and cert-manager-ca
 #   testbed/node.sh load IMAGE.. copy docker images into the node's containerd (k8s.io namespace)
 #   testbed/node.sh ingress      (after up) Traefik, built from its Go module, as a host-network pod
-#                                on the node: websecure on 127.0.0.1:17443, web on 127.0.0.1:17080
+#                                on the node: websecure on 127.0.0.1:63443, web on 127.0.0.1:63080
 #   testbed/node.sh status       health of every piece; exit 1 when not healthy
 #   testbed/node.sh down         delete the node's pods, stop the daemons, remove kube-proxy's and
 #                                our iptables rules, the bridge, route, mounts, cgroups and state
@@ -31,18 +31,18 @@ NODE_K8S="$K8S_DIR/node"
 # shellcheck source=testbed/k8s/node/versions.env
 . "$NODE_K8S/versions.env"
 TRAEFIK_IMAGE="rmodelpack.local/traefik:$TRAEFIK_VERSION"
-TRAEFIK_WEB_PORT=17080
-TRAEFIK_WEBSECURE_PORT=17443
-TRAEFIK_PING_PORT=17900
+TRAEFIK_WEB_PORT=63080
+TRAEFIK_WEBSECURE_PORT=63443
+TRAEFIK_PING_PORT=63900
 REAL_NODE=rmp-node-0
 REAL_NODE_TAINT=rmodelpack.io/real-node
-KUBELET_PORT=16250
-KUBELET_HEALTHZ_PORT=16248
-METRICS_SERVER_PORT=16263
-KUBE_PROXY_HEALTHZ_PORT=16256
-KUBE_PROXY_METRICS_PORT=16249
-COREDNS_HEALTH_PORT=16281
-COREDNS_READY_PORT=16282
+KUBELET_PORT=61250
+KUBELET_HEALTHZ_PORT=61248
+METRICS_SERVER_PORT=61263
+KUBE_PROXY_HEALTHZ_PORT=61256
+KUBE_PROXY_METRICS_PORT=61249
+COREDNS_HEALTH_PORT=61281
+COREDNS_READY_PORT=61282
 CNI_BRIDGE=rmp-cni0
 POD_SUBNET=10.88.0.0/16
 # The bridge's own address: the pods' gateway, and where CoreDNS answers them.

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import requests
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BIN_DIR = REPO_ROOT / ".bin"
@@ -109,3 +110,11 @@ def deep_merge(base: dict, override: dict) -> dict:
         both_maps = isinstance(value, dict) and isinstance(merged.get(key), dict)
         merged[key] = deep_merge(merged[key], value) if both_maps else value
     return merged
+
+
+def metric_samples(metrics_url: str) -> dict[str, float]:
+    """Every sample of a Prometheus text exposition at `metrics_url`: series (name{labels}) →
+    value."""
+    text = requests.get(metrics_url, timeout=10).text
+    pairs = (line.rsplit(" ", 1) for line in text.splitlines() if line and line[0] != "#")
+    return {series: float(value) for series, value in pairs}

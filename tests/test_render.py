@@ -128,6 +128,7 @@ def test_runtime_config_carries_every_runtime_field(tmp_path: Path):
         "output",
         "runtime",
         "packages",
+        "rmodelpack_version",
     }
     assert set(config["runtime"]) == {
         "workers",

@@ -24,7 +24,7 @@ rmp_required_keys <- c(
   "scoring.function", "scoring.predict_args", "input.columns", "input.max_rows",
   "input.extra_columns", "output.kind", "runtime.workers", "runtime.threads",
   "runtime.max_body_bytes", "runtime.timeout_seconds", "runtime.drain_seconds",
-  "runtime.port", "packages"
+  "runtime.port", "packages", "rmodelpack_version"
 )
 
 rmp_env_overrides <- list(

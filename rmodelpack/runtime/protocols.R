@@ -112,7 +112,7 @@ rmp_oip_ready_handler <- function(ctx) {
 
 rmp_oip_server_handler <- function(ctx) {
   body <- rmp_json_text(list(name = rmp_protocol_server_name,
-                             version = as.character(getRversion()), extensions = I(character())))
+                             version = ctx$cfg$rmodelpack_version, extensions = I(character())))
   function(req, res) rmp_json_response(res, 200L, body)
 }
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from conftest import metric_samples
 
 from adversarial.conftest import (
     Served,
@@ -50,10 +51,9 @@ def replaced(served: Served, worker_id: int, old_pid: int) -> Callable[[], bool]
 
 
 def metric(served: Served, name: str) -> float:
-    for line in requests.get(served.url("/metrics"), timeout=10).text.splitlines():
-        if line.startswith(f"{name} "):
-            return float(line.split(" ")[1])
-    raise AssertionError(f"{name} not in /metrics")
+    samples = metric_samples(served.url("/metrics"))
+    assert name in samples, f"{name} not in /metrics"
+    return samples[name]
 
 
 def test_sigkill_of_workers_under_load_fails_no_request(serve_example: ServeExample) -> None:

@@ -95,7 +95,7 @@ def test_every_component_listens_on_loopback_only(cluster: str) -> None:
     sockets = run("ss", "-Hltnp").stdout.splitlines()
     ours = [line for line in sockets if any(f"pid={pid}," in line for pid in pids)]
     endpoints = {line.split()[3] for line in ours}
-    assert {"127.0.0.1:16443", "127.0.0.1:23790"} <= endpoints  # apiserver, etcd clients
+    assert {"127.0.0.1:61443", "127.0.0.1:62379"} <= endpoints  # apiserver, etcd clients
     assert {endpoint.rsplit(":", 1)[0] for endpoint in endpoints} == {"127.0.0.1"}, ours
 
 

@@ -29,7 +29,7 @@ NATIVE_PREDICT_R = REPO_ROOT / "tests" / "image" / "native_predict.R"
 NODE_SCRIPT = REPO_ROOT / "testbed" / "node.sh"
 # Reserved for testing (RFC 2606): never resolved outside, curl --resolve maps it to 127.0.0.1.
 HOST_DOMAIN = "rmp-node.test"
-WEBSECURE_PORT = 17443  # testbed/node.sh TRAEFIK_WEBSECURE_PORT
+WEBSECURE_PORT = 63443  # testbed/node.sh TRAEFIK_WEBSECURE_PORT
 USER = "scorer"
 PASSWORD = "node-e2e-password"
 PASSWORD_ENV = {"BOSTON_SCORER_PASSWORD": PASSWORD}

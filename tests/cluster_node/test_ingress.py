@@ -122,4 +122,4 @@ def test_traefik_listens_on_loopback_only(traefik: str) -> None:
     listening = listening_pids("traefik")
     assert listening, "no traefik process is listening"
     addresses = set().union(*listening.values())
-    assert addresses == {"127.0.0.1:17080", "127.0.0.1:17443", "127.0.0.1:17900"}
+    assert addresses == {"127.0.0.1:63080", "127.0.0.1:63443", "127.0.0.1:63900"}

@@ -50,7 +50,7 @@ def test_kubelet_and_node_containerd_listen_on_loopback_only(real_node: str) -> 
     containerd_pid = (state / "containerd.pid").read_text().strip()
     kubelet = listening_pids("kubelet")[kubelet_pid]
     containerd = listening_pids("containerd").get(containerd_pid, set())
-    assert kubelet == {"127.0.0.1:16250", "127.0.0.1:16248"}
+    assert kubelet == {"127.0.0.1:61250", "127.0.0.1:61248"}
     # containerd's CRI streaming server (port-forward) on a random loopback port.
     assert all(address.startswith("127.0.0.1:") for address in containerd)
 
@@ -61,11 +61,11 @@ def test_kube_proxy_and_coredns_listen_on_loopback_or_the_bridge_only(real_node:
     state = Path(real_node).parent.parent / "node" / "run"
     proxy_pid = (state / "kube-proxy.pid").read_text().strip()
     dns_pid = (state / "coredns.pid").read_text().strip()
-    assert listening_pids("kube-proxy")[proxy_pid] == {"127.0.0.1:16256", "127.0.0.1:16249"}
+    assert listening_pids("kube-proxy")[proxy_pid] == {"127.0.0.1:61256", "127.0.0.1:61249"}
     assert listening_pids("coredns")[dns_pid] == {
         f"{BRIDGE_IP}:53",
-        "127.0.0.1:16281",
-        "127.0.0.1:16282",
+        "127.0.0.1:61281",
+        "127.0.0.1:61282",
     }
 
 

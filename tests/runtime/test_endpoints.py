@@ -6,6 +6,7 @@ import re
 import time
 
 import requests
+from conftest import metric_samples
 
 from runtime.server import NativeServer
 
@@ -92,12 +93,7 @@ FLUSH_WAIT_SECONDS = 0.5
 
 def scrape(server: NativeServer) -> dict[str, float]:
     time.sleep(FLUSH_WAIT_SECONDS)
-    values = {}
-    for line in get(server, "/metrics").text.splitlines():
-        if line and not line.startswith("#"):
-            name, value = line.rsplit(" ", 1)
-            values[name] = float(value)
-    return values
+    return metric_samples(server.url("/metrics"))
 
 
 def test_metrics_count_what_was_sent(boston_server: NativeServer, r_predictions: dict) -> None:

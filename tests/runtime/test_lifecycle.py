@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from conftest import metric_samples
 
 from runtime.conftest import ServerFactory
 from runtime.server import NativeServer
@@ -177,13 +178,13 @@ def test_missing_config_key_fails_loudly(server_factory: ServerFactory) -> None:
 
 
 SCORE_COUNT = 'rmp_requests_total{{route="/score",method="POST",status="{}"}}'
+SCORE_SERIES = 'rmp_requests_total{route="/score",'
 
 
 def score_counts(server: NativeServer) -> dict[str, float]:
     """rmp_requests_total for POST /score, by series."""
-    lines = requests.get(server.url("/metrics"), timeout=10).text.splitlines()
-    pairs = [line.rsplit(" ", 1) for line in lines if line.startswith("rmp_requests_total{")]
-    return {name: float(value) for name, value in pairs if 'route="/score"' in name}
+    samples = metric_samples(server.url("/metrics")).items()
+    return {series: n for series, n in samples if series.startswith(SCORE_SERIES)}
 
 
 def added_counts(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:

@@ -22,6 +22,7 @@ from protocols.oip import (
     start_example_server,
 )
 
+from rmodelpack import __version__
 from runtime.server import NativeServer
 
 pytestmark = [pytest.mark.r]
@@ -62,7 +63,7 @@ def test_server_health_and_metadata(boston_server: NativeServer) -> None:
     assert get(boston_server, "/v2/health/live").json() == {"live": True}
     assert get(boston_server, "/v2/health/ready").json() == {"ready": True}
     server = get(boston_server, "/v2").json()
-    assert server["name"] == "rmodelpack" and server["extensions"] == []
+    assert server == {"name": "rmodelpack", "version": __version__, "extensions": []}
 
 
 @pytest.mark.parametrize("path", ["/v2/models/boston-rf", "/v2/models/boston-rf/versions/1.0.0"])
