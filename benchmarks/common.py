@@ -196,8 +196,18 @@ def parse_wrk(out: str) -> dict[str, float]:
     }
 
 
-def predict_seconds(model: Path, repeats: int = 2000) -> float:
-    """Median time of one single-row predict() in R: the per-request floor."""
+MALLOC_DEFAULT = re.compile(r'^export (MALLOC_\w+_)="\$\{\1:-(\d+)\}"$', re.MULTILINE)
+
+
+def runtime_malloc_env() -> dict[str, str]:
+    """The glibc malloc settings entrypoint.sh gives every R process of the runtime."""
+    entrypoint = REPO_ROOT / "rmodelpack" / "runtime" / "entrypoint.sh"
+    return dict(MALLOC_DEFAULT.findall(entrypoint.read_text()))
+
+
+def predict_seconds(model: Path, repeats: int = 2000, env: dict[str, str] | None = None) -> float:
+    """Mean time of one single-row predict() in R: the per-request floor. `env` is added to the
+    R process's environment (e.g. runtime_malloc_env())."""
     code = (
         "suppressPackageStartupMessages(library(randomForest));"
         f"m <- readRDS('{model}'); x <- MASS::Boston[1, ];"
@@ -206,6 +216,10 @@ def predict_seconds(model: Path, repeats: int = 2000) -> float:
         f"cat(s / {repeats})"
     )
     out = subprocess.run(
-        ["Rscript", "--vanilla", "-e", code], check=True, capture_output=True, text=True
+        ["Rscript", "--vanilla", "-e", code],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
     ).stdout
     return float(out.strip())
