@@ -117,6 +117,11 @@ rmp_read_json_body <- function(req) {
     rmp_abort(415L, "unsupported_media_type",
               sprintf("expected Content-Type application/json, got %s", type))
   }
+  encoding <- req$HTTP_CONTENT_ENCODING
+  if (!is.null(encoding) && !identical(tolower(trimws(encoding)), "identity")) {
+    rmp_abort(415L, "unsupported_media_type", sprintf(
+      "Content-Encoding %s is not supported; send the body uncompressed", encoding))
+  }
   # Every request has a fresh stream positioned at the start (scgi.R): no rewind needed.
   body <- req$rook.input$read()
   if (length(body) == 0) rmp_abort(400L, "malformed_json", "the request body is empty")

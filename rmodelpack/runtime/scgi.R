@@ -203,6 +203,9 @@ rmp_rook_input <- function(body) {
 
 # A Rook request: the fields nginx sends (nginx.conf.in), named as httpuv named them (its
 # QUERY_STRING kept the "?").
+rmp_scgi_passed_headers <- c("CONTENT_TYPE", "HTTP_CONTENT_ENCODING", "HTTP_HOST",
+                             "HTTP_X_REQUEST_ID", "HTTP_X_RMP_IN_FLIGHT")
+
 rmp_scgi_request <- function(headers, body, con = NULL) {
   force(body)
   req <- new.env(parent = emptyenv())
@@ -211,7 +214,7 @@ rmp_scgi_request <- function(headers, body, con = NULL) {
   req$SCRIPT_NAME <- ""
   query <- rmp_scgi_field(headers, "QUERY_STRING")
   req$QUERY_STRING <- if (nzchar(query)) paste0("?", query) else ""
-  for (name in c("CONTENT_TYPE", "HTTP_HOST", "HTTP_X_REQUEST_ID", "HTTP_X_RMP_IN_FLIGHT")) {
+  for (name in rmp_scgi_passed_headers) {
     value <- rmp_scgi_field(headers, name)
     if (nzchar(value)) assign(name, value, envir = req)
   }

@@ -111,7 +111,7 @@ rmp_error_responses <- function() {
   list(
     `400` = c(list(description = "malformed JSON, or an unknown ?type="), error),
     `413` = c(list(description = "body or row count over the limit"), error),
-    `415` = c(list(description = "content type is not application/json"), error),
+    `415` = c(list(description = "not application/json, or a compressed body"), error),
     `422` = c(list(description = "invalid input; details list every problem"), error),
     `500` = c(list(description = "the scoring code failed"), error)
   )

@@ -270,6 +270,18 @@ rmp_column_validator <- function(column) {
   }
 }
 
+# A key twice in one row object: jsonlite keeps both and the columns would be read from the
+# first, while other parsers (Python's, Go's) keep the last, so what a proxy checked could differ
+# from what the model scores. One vectorised test; the details only when it fails.
+rmp_duplicate_key_details <- function(rows) {
+  keys <- unlist(lapply(rows, names), use.names = FALSE)
+  row_of <- rep.int(seq_along(rows), lengths(rows))
+  pairs <- row_of * (length(keys) + 1) + match(keys, keys)
+  if (anyDuplicated(pairs) == 0L) return(list())
+  problem <- "the key appears more than once in this row; send it once"
+  lapply(which(duplicated(pairs)), function(i) rmp_detail(row_of[[i]] - 1L, keys[[i]], problem))
+}
+
 rmp_extra_column_details <- function(rows, known) {
   extra <- setdiff(unique(unlist(lapply(rows, names), use.names = FALSE)), known)
   lapply(extra, function(name) rmp_detail(NA, name, "unknown column (input.extra_columns is reject)"))
@@ -286,7 +298,7 @@ rmp_make_validator <- function(input) {
     has_boolean <- rmp_has_boolean_token(body_raw)
     out <- vector("list", length(columns))
     names(out) <- names
-    details <- list()
+    details <- rmp_duplicate_key_details(rows)
     for (i in seq_along(validators)) {
       checked <- validators[[i]](rows, has_boolean)
       if (length(checked$details) > 0) details <- c(details, checked$details)

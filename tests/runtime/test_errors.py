@@ -4,6 +4,7 @@ and the server keeps serving after each of them."""
 from __future__ import annotations
 
 import copy
+import gzip
 import json
 from pathlib import Path
 from typing import Any
@@ -120,6 +121,76 @@ def test_wrong_content_type_is_415(boston_server: NativeServer, rows: list) -> N
         headers={"Content-Type": "application/x-www-form-urlencoded"},
     )
     assert_error(response, 415, "unsupported_media_type")
+    still_serving(boston_server, rows)
+
+
+def post_compressed(server: NativeServer, path: str, body: Any, encoding: str) -> requests.Response:
+    headers = {"Content-Type": "application/json", "Content-Encoding": encoding}
+    data = gzip.compress(json.dumps(body).encode())
+    return requests.post(server.url(path), data=data, headers=headers, timeout=30)
+
+
+@pytest.mark.parametrize("path", ["/predict", "/score"])
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "br, gzip"])
+def test_a_compressed_body_is_415_naming_the_encoding(
+    boston_server: NativeServer, rows: list, path: str, encoding: str
+) -> None:
+    """Its bytes were parsed as JSON before: gzip's header has a NUL, so the client was told its
+    JSON held a NUL byte."""
+    response = post_compressed(boston_server, path, {"df": rows}, encoding)
+    error = assert_error(response, 415, "unsupported_media_type")
+    assert f"Content-Encoding {encoding} is not supported" in error["message"]
+    still_serving(boston_server, rows)
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/models/boston-rf:predict", {"instances": [{"crim": 1}]}),
+        ("/v2/models/boston-rf/infer", {"inputs": []}),
+    ],
+)
+def test_the_protocol_routes_refuse_a_compressed_body_too(
+    boston_server: NativeServer, rows: list, path: str, body: dict
+) -> None:
+    response = post_compressed(boston_server, path, body, "gzip")
+    assert response.status_code == 415, response.text
+    assert "Content-Encoding gzip is not supported" in response.json()["error"]
+    still_serving(boston_server, rows)
+
+
+def test_identity_content_encoding_is_plain_json(boston_server: NativeServer, rows: list) -> None:
+    headers = {"Content-Type": "application/json", "Content-Encoding": "identity"}
+    response = requests.post(
+        boston_server.url("/predict"), data=json.dumps(rows[:2]), headers=headers, timeout=30
+    )
+    assert response.status_code == 200, response.text
+    assert len(response.json()["predictions"]) == 2
+
+
+@pytest.mark.parametrize("path", ["/predict", "/score"])
+def test_a_key_twice_in_a_row_is_422_naming_row_and_key(
+    boston_server: NativeServer, rows: list, path: str
+) -> None:
+    """jsonlite kept the first of the two values, Python's and Go's parsers keep the last: what a
+    proxy checked could differ from what the model scored."""
+    first = json.dumps(rows[0])
+    twice = '{"crim": 1.5, ' + json.dumps(rows[1])[1:]
+    body = f'{{"df": [{first}, {twice}]}}' if path == "/score" else f"[{first}, {twice}]"
+    response = requests.post(
+        boston_server.url(path),
+        data=body,
+        headers={"Content-Type": "application/json"},
+        timeout=30,
+    )
+    error = assert_error(response, 422, "invalid_input")
+    assert error["details"] == [
+        {
+            "row": 1,
+            "field": "crim",
+            "problem": "the key appears more than once in this row; send it once",
+        }
+    ]
     still_serving(boston_server, rows)
 
 
