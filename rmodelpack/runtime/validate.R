@@ -12,11 +12,24 @@ rmp_parse_json <- function(body_raw) {
   if (length(grepRaw(rmp_unicode_escape_start, body_raw, fixed = TRUE)) > 0L) {
     rmp_refuse_unsafe_escapes(body_raw)
   }
-  tryCatch({
+  parsed <- tryCatch({
     text <- rawToChar(body_raw)
     Encoding(text) <- "UTF-8"
     jsonlite::parse_json(text, simplifyVector = FALSE)
   }, error = function(e) rmp_abort(400L, "malformed_json", paste("malformed JSON:", conditionMessage(e))))
+  rmp_refuse_duplicate_keys(parsed)
+  parsed
+}
+
+# The body's object with a key twice (two "data" arrays, say): jsonlite keeps both and the first
+# would be read, while other parsers keep the last (rows: rmp_duplicate_key_details).
+rmp_refuse_duplicate_keys <- function(parsed) {
+  twice <- anyDuplicated(names(parsed))
+  if (twice > 0L) {
+    rmp_abort(422L, "invalid_input", sprintf(
+      "the key \"%s\" appears more than once in the body's object; send it once",
+      names(parsed)[[twice]]))
+  }
 }
 
 rmp_unicode_escape_start <- charToRaw("\\u")

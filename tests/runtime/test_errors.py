@@ -194,6 +194,30 @@ def test_a_key_twice_in_a_row_is_422_naming_row_and_key(
     still_serving(boston_server, rows)
 
 
+@pytest.mark.parametrize(
+    ("path", "key", "status"),
+    [
+        ("/predict", "data", 422),
+        ("/score", "df", 422),
+        # The protocol routes answer every bad request 400, in the protocol's error shape.
+        ("/v1/models/boston-rf:predict", "instances", 400),
+        ("/v2/models/boston-rf/infer", "inputs", 400),
+    ],
+)
+def test_a_key_twice_in_the_body_object_is_refused(
+    boston_server: NativeServer, rows: list, path: str, key: str, status: int
+) -> None:
+    """{"data": [good], "data": [other]}: which array is scored must not depend on the parser."""
+    first, second = json.dumps([rows[0]]), json.dumps([rows[1]])
+    body = f'{{"{key}": {first}, "{key}": {second}}}'
+    response = requests.post(
+        boston_server.url(path), data=body, headers={"Content-Type": "application/json"}, timeout=30
+    )
+    assert response.status_code == status, response.text
+    assert f'the key \\"{key}\\" appears more than once' in response.text
+    still_serving(boston_server, rows)
+
+
 def test_a_body_without_content_type_is_read_as_json(
     boston_server: NativeServer, rows: list
 ) -> None:
