@@ -237,6 +237,11 @@ rmp_oip_input_data <- function(tensor, index, columns) {
     rmp_bad_request(sprintf("inputs[%d] needs a \"name\", a \"datatype\", a \"shape\" and \"data\"",
                             index - 1L))
   }
+  twice <- anyDuplicated(names(tensor))
+  if (twice > 0L) {
+    rmp_bad_request(sprintf("inputs[%d] has the key \"%s\" more than once; send it once",
+                            index - 1L, names(tensor)[[twice]]))
+  }
   where <- sprintf("input '%s'", tensor$name)
   column <- columns[[tensor$name]]
   if (!rmp_is_text(tensor$datatype)) rmp_bad_request(sprintf("%s has no \"datatype\"", where))

@@ -218,6 +218,23 @@ def test_a_key_twice_in_the_body_object_is_refused(
     still_serving(boston_server, rows)
 
 
+def test_a_key_twice_in_a_v2_tensor_is_400(boston_server: NativeServer, rows: list) -> None:
+    tensors = [
+        f'{{"name": "{name}", "shape": [1], "datatype": "FP64", "data": [{value}]}}'
+        for name, value in rows[0].items()
+    ]
+    tensors[0] = tensors[0].replace('"data"', '"data": [99.0], "data"')
+    response = requests.post(
+        boston_server.url("/v2/models/boston-rf/infer"),
+        data=f'{{"inputs": [{", ".join(tensors)}]}}',
+        headers={"Content-Type": "application/json"},
+        timeout=30,
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == 'inputs[0] has the key "data" more than once; send it once'
+    still_serving(boston_server, rows)
+
+
 def test_a_body_without_content_type_is_read_as_json(
     boston_server: NativeServer, rows: list
 ) -> None:
