@@ -7,7 +7,9 @@ PSS/RSS from /proc/PID/smaps_rollup for the R supervisor, each R worker and ngin
 the burst ("load", the mean of several samples) and a few seconds after it ("idle", after the
 workers' idle GC).
 Prints how much the second worker adds relative to a single worker's PSS (goal: <= 60%).
-Not a test. Usage: .venv/bin/python benchmarks/bench_memory.py
+`--compare REF` measures rmodelpack as it was at git REF too, and prints every process's PSS
+together, this tree against REF.
+Not a test. Usage: .venv/bin/python benchmarks/bench_memory.py [--compare REF]
 """
 
 from __future__ import annotations
@@ -21,7 +23,15 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from common import ONE_ROW, boston_config, load_average, start_rmodelpack, train, wrk
+from common import (
+    ONE_ROW,
+    boston_config,
+    export_runtime,
+    load_average,
+    start_rmodelpack,
+    train,
+    wrk,
+)
 
 NTREE = 3000
 RANGER_TREES = 3500
@@ -129,9 +139,13 @@ def supervisor_pss(rows: list[tuple[str, int, dict[str, float]]]) -> float:
 
 
 def measure(
-    model: Path, config: dict[str, Any], workers: int, workdir: Path
+    model: Path,
+    config: dict[str, Any],
+    workers: int,
+    workdir: Path,
+    runtime_dir: Path | None = None,
 ) -> dict[str, list[tuple[str, int, dict[str, float]]]]:
-    server = start_rmodelpack(model, workers, workdir, config=config)
+    server = start_rmodelpack(model, workers, workdir, config=config, runtime_dir=runtime_dir)
     try:
         with requests.Session() as session:
             for _ in range(20 * workers):
@@ -169,13 +183,27 @@ def report(label: str, one: dict, two: dict) -> None:
         )
 
 
+def report_totals(title: str, ref: str, this: dict, then: dict) -> None:
+    """Every process's PSS together, this tree against `ref`, per workers and phase."""
+    print(f"\n{title}: total PSS of all processes, this tree / {ref}")
+    for workers in (1, 2):
+        for phase in ("idle", "load"):
+            now, before = total_pss(this[workers][phase]), total_pss(then[workers][phase])
+            print(
+                f"  workers={workers} {phase:<5} {now:7.1f} / {before:7.1f} MB"
+                f" ({now - before:+.1f} MB, {now / before - 1:+.0%})"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--models", default="randomForest,ranger")
+    parser.add_argument("--compare", default="", help="also measure rmodelpack as at this git ref")
     args = parser.parse_args()
     print(f"load average: {load_average()}")
     with tempfile.TemporaryDirectory(prefix="rmp-mem-") as tmp:
         workdir = Path(tmp)
+        ref_runtime = export_runtime(args.compare, workdir / "ref") if args.compare else None
         for name in args.models.split(","):
             if name == "randomForest":
                 model = train(NTREE, workdir / f"boston-rf-{NTREE}.rds")
@@ -191,6 +219,12 @@ def main() -> None:
             one = measure(model, config, 1, workdir / f"{name}-1")
             two = measure(model, config, 2, workdir / f"{name}-2")
             report(title, one, two)
+            if ref_runtime is not None:
+                print(f"\n--- the same, rmodelpack at {args.compare}")
+                ref_one = measure(model, config, 1, workdir / f"{name}-ref-1", ref_runtime)
+                ref_two = measure(model, config, 2, workdir / f"{name}-ref-2", ref_runtime)
+                report(f"{title} at {args.compare}", ref_one, ref_two)
+                report_totals(title, args.compare, {1: one, 2: two}, {1: ref_one, 2: ref_two})
 
 
 if __name__ == "__main__":

@@ -95,21 +95,35 @@ rmp_record_waits <- function(metrics, waits) {
 rmp_schedule_flush <- function(metrics, delay = 0.2) {
   if (metrics$flush_pending) return(invisible())
   metrics$flush_pending <- TRUE
-  rmp_timer(function() rmp_flush(metrics), delay)
+  rmp_timer(function() rmp_flush_due(metrics), delay)
 }
 
+rmp_save_rds <- function(value, path) {
+  rmp_replace_file(path, function(tmp) saveRDS(value, tmp, compress = FALSE))
+}
+
+# Writes the counts now (/metrics does, before it reads every worker's file). Returns NULL or
+# the problem; a failed write leaves the last whole file.
 rmp_flush <- function(metrics) {
-  metrics$flush_pending <- FALSE
-  counters <- mget(rmp_counter_names, envir = metrics)
-  tmp <- paste0(metrics$path, ".tmp")
-  saveRDS(counters, tmp, compress = FALSE)
-  file.rename(tmp, metrics$path)
+  rmp_save_rds(mget(rmp_counter_names, envir = metrics), metrics$path)
 }
 
+# The scheduled write. One that fails (a full disk) is tried again a second later, for as long
+# as it fails; the counts stay in memory meanwhile. The first failure of a streak is logged.
+rmp_flush_due <- function(metrics) {
+  metrics$flush_pending <- FALSE
+  problem <- rmp_flush(metrics)
+  if (!is.null(problem) && !isTRUE(metrics$failing)) {
+    rmp_log("cannot write ", metrics$path, " (", problem, "); the counts are kept and ",
+            "written again every second")
+  }
+  metrics$failing <- !is.null(problem)
+  if (metrics$failing) rmp_schedule_flush(metrics, delay = 1)
+}
+
+# NULL, or the problem (the supervisor writes them again on its next turn).
 rmp_write_supervisor_metrics <- function(run_dir, values) {
-  path <- file.path(rmp_metrics_dir(run_dir), "supervisor.rds")
-  saveRDS(values, paste0(path, ".tmp"), compress = FALSE)
-  file.rename(paste0(path, ".tmp"), path)
+  rmp_save_rds(values, file.path(rmp_metrics_dir(run_dir), "supervisor.rds"))
 }
 
 rmp_sum_counters <- function(run_dir) {

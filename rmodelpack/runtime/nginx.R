@@ -17,10 +17,31 @@ rmp_nginx_user_line <- function() {
   if (identical(unname(Sys.info()[["effective_user"]]), "root")) "user root;" else ""
 }
 
-rmp_write_file_atomic <- function(path, text) {
+# Replaces `path` whole or not at all: `write(tmp)` fills a temporary beside it, which is renamed
+# over `path` only when every byte was written. On a full disk R may only warn (when it closes
+# the file), and the truncated temporary would replace a good file. Warnings are noted, not
+# raised, so that close() still frees the connection. Returns NULL, or the first problem (with
+# the temporary removed and `path` untouched).
+rmp_replace_file <- function(path, write) {
   tmp <- paste0(path, ".tmp")
-  writeLines(text, tmp, sep = "")
-  file.rename(tmp, path)
+  problem <- NULL
+  note <- function(condition) problem <<- problem %||% conditionMessage(condition)
+  tryCatch(
+    withCallingHandlers(write(tmp), warning = function(w) {
+      note(w)
+      invokeRestart("muffleWarning")
+    }),
+    error = note
+  )
+  if (is.null(problem) && !file.rename(tmp, path)) problem <- "cannot rename the temporary"
+  if (!is.null(problem)) unlink(tmp)
+  problem
+}
+
+rmp_write_file_atomic <- function(path, text) {
+  problem <- rmp_replace_file(path, function(tmp) writeLines(text, tmp, sep = ""))
+  if (!is.null(problem)) stop(sprintf("cannot write %s: %s", path, problem), call. = FALSE)
+  invisible()
 }
 
 # Every answer nginx makes itself, in the one JSON error shape (errors.R). `from` is the status

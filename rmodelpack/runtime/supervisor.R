@@ -105,7 +105,8 @@ rmp_kill_hung <- function(run_dir, pids, hung, limit) {
 rmp_update_ready <- function(run_dir, serving) {
   ready <- file.path(run_dir, "ready")
   want <- serving && !file.exists(file.path(run_dir, "draining"))
-  if (want && !file.exists(ready)) rmp_write_file_atomic(ready, "ready\n")
+  # A failed write (a full disk) is tried again on the next turn.
+  if (want && !file.exists(ready)) rmp_replace_file(ready, function(tmp) writeLines("ready", tmp))
   if (!want && file.exists(ready)) unlink(ready)
 }
 
@@ -137,7 +138,8 @@ rmp_supervise <- function(cfg, run_dir) {
   spawned <- rmp_spawn_workers(cfg, run_dir, seq_len(workers), integer(workers))
   pids <- spawned$pids
   sup_metrics <- list(restarts = 0, model_load_seconds = spawned$load_seconds, workers = workers)
-  rmp_write_supervisor_metrics(run_dir, sup_metrics)
+  # NULL once written; a write that failed (a full disk) is tried again on each turn.
+  unwritten <- rmp_write_supervisor_metrics(run_dir, sup_metrics)
   rmp_log("model loaded in ", round(sup_metrics$model_load_seconds, 3), " s; ", workers,
           " worker(s) forked")
   limit <- cfg$runtime$timeout_seconds + rmp_heartbeat_grace_seconds
@@ -152,12 +154,13 @@ rmp_supervise <- function(cfg, run_dir) {
     healthy <- up & !hung
     all_were_up <- all_were_up || all(healthy)
     rmp_update_ready(run_dir, if (all_were_up) any(healthy) else all(healthy))
+    if (!is.null(unwritten)) unwritten <- rmp_write_supervisor_metrics(run_dir, sup_metrics)
     dead <- which(!alive | hung)
     if (length(dead) > 0) {
       rmp_log("worker(s) ", paste(dead, collapse = ", "), " (pid ",
               paste(pids[dead], collapse = ", "), ") died; starting replacements")
       sup_metrics$restarts <- sup_metrics$restarts + length(dead)
-      rmp_write_supervisor_metrics(run_dir, sup_metrics)
+      unwritten <- rmp_write_supervisor_metrics(run_dir, sup_metrics)
       pids <- rmp_spawn_workers(cfg, run_dir, dead, pids)$pids
       next
     }

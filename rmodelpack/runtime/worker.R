@@ -25,6 +25,10 @@ rmp_heartbeat_seconds <- 0.25
 
 rmp_beat <- function(state) Sys.setFileTime(state$heartbeat, Sys.time())
 
+rmp_announce <- function(up) {
+  rmp_replace_file(up, function(tmp) writeLines(as.character(Sys.getpid()), tmp, sep = ""))
+}
+
 rmp_new_idle_gc <- function(heartbeat) {
   state <- new.env(parent = emptyenv())
   state$last_request <- 0
@@ -66,7 +70,10 @@ rmp_run_worker <- function(ctx, worker_id, supervisor_pid) {
   app <- rmp_app(ctx, rmp_state$metrics, state)
   scgi <- rmp_scgi_listen(ctx$cfg$scgi$ports[[worker_id]], ctx$cfg$scgi$token,
                           ctx$cfg$runtime$max_body_bytes, ctx$cfg$runtime$timeout_seconds)
-  rmp_write_file_atomic(up, as.character(Sys.getpid()))
+  # The supervisor counts the worker once this file names its pid. A write that fails (a full
+  # disk) is tried again with each heartbeat instead of ending the worker: a replacement would
+  # read the model again only to fail the same way.
+  announced <- is.null(rmp_announce(up))
   # Serve until the supervisor is gone. Each turn waits on the SCGI sockets (at most until the
   # heartbeat or a timer of the worker's own is due), answers what arrived, then runs the
   # timers; the heartbeat keeps ticking and the /proc check runs at most once a second.
@@ -77,6 +84,7 @@ rmp_run_worker <- function(ctx, worker_id, supervisor_pid) {
     later::run_now(0, loop = rmp_state$timers)
     now <- rmp_now()
     if (now - beaten >= rmp_heartbeat_seconds) {
+      if (!announced) announced <- is.null(rmp_announce(up))
       rmp_beat(state)
       beaten <- now
     }
