@@ -218,11 +218,25 @@ install_checkov() {
 
 # start_daemon LOG COMMAND...: runs COMMAND as root in its own session, without this script's
 # terminal, descriptors or lock, so a Ctrl-C here leaves it running and it never holds the lock.
+# start_daemon LOG COMMAND...: COMMAND in a session of its own, stdin from /dev/null, stdout and
+# stderr to LOG (written as root), and no other descriptor. Nothing is left waiting on it: a
+# shell that kept the caller's stdout (a pipe to tee or a CI runner) would keep that caller
+# waiting for end-of-file, and the lock's descriptor would keep the lock, for the daemon's life.
 start_daemon() {
-  local log=$1
+  local log=$1 fd run_as=()
   shift
-  as_root env DAEMON_LOG="$log" setsid sh -c 'exec "$@" </dev/null >"$DAEMON_LOG" 2>&1' \
-    daemon "$@" {lock_fd}>&- &
+  [ "$(id -u)" -eq 0 ] || run_as=(sudo)
+  (
+    exec </dev/null >/dev/null 2>&1
+    for fd in /proc/"$BASHPID"/fd/*; do
+      fd=${fd##*/}
+      if [ "$fd" -gt 2 ]; then eval "exec $fd>&-"; fi
+    done
+    # A background subshell is no process-group leader, so setsid execs in place: every exec
+    # below keeps this pid, and the daemon is the only process left.
+    exec "${run_as[@]}" env DAEMON_LOG="$log" setsid sh -c 'exec "$@" >"$DAEMON_LOG" 2>&1' \
+      daemon "$@"
+  ) &
 }
 
 start_dockerd() {
@@ -431,4 +445,5 @@ main() {
   printf 'setup took %ss (%s)\n' "$((SECONDS - started))" "$(IFS=,; echo "${part_seconds[*]}" | sed 's/,/, /g')"
 }
 
-main "$@"
+# Sourced (by tests/test_setup_daemons.py), it only defines its functions.
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then main "$@"; fi
