@@ -216,12 +216,11 @@ install_checkov() {
   "$venv/bin/python" -m pip install -q "checkov==$CHECKOV_VERSION"
 }
 
-# start_daemon LOG COMMAND...: runs COMMAND as root in its own session, without this script's
-# terminal, descriptors or lock, so a Ctrl-C here leaves it running and it never holds the lock.
-# start_daemon LOG COMMAND...: COMMAND in a session of its own, stdin from /dev/null, stdout and
-# stderr to LOG (written as root), and no other descriptor. Nothing is left waiting on it: a
-# shell that kept the caller's stdout (a pipe to tee or a CI runner) would keep that caller
-# waiting for end-of-file, and the lock's descriptor would keep the lock, for the daemon's life.
+# start_daemon LOG COMMAND...: runs COMMAND as root in a session of its own (a Ctrl-C here leaves
+# it running), stdin from /dev/null, stdout and stderr to LOG, and no other descriptor. Nothing
+# is left waiting on it: a shell that kept the caller's stdout (a pipe to tee or a CI runner)
+# would keep that caller waiting for end-of-file, and the lock's descriptor would keep the lock,
+# for the daemon's whole life.
 start_daemon() {
   local log=$1 fd run_as=()
   shift
