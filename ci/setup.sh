@@ -45,7 +45,7 @@ APT_DEMO=(
   docker.io containerd runc docker-registry debootstrap
 )
 APT_HELM=()
-APT_TOOLS=(git jq wrk)
+APT_TOOLS=(git jq wrk libfaketime)
 APT_CLUSTER=(git jq openssl containerd containernetworking-plugins iproute2)
 
 part_seconds=()

@@ -72,10 +72,12 @@ kill_orphaned_nginx() {
 }
 
 # wait_gone PID SECONDS: true once PID has exited, false if it is still there after SECONDS.
+# Counted in sleeps, not on the wall clock ($SECONDS), which a clock step would stretch or cut.
 wait_gone() {
-  local pid=$1 deadline=$((SECONDS + $2))
+  local pid=$1 tries=$(($2 * 10))
   while kill -0 "$pid" 2>/dev/null; do
-    [ "$SECONDS" -ge "$deadline" ] && return 1
+    [ "$tries" -le 0 ] && return 1
+    tries=$((tries - 1))
     sleep 0.1
   done
 }

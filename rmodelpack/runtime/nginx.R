@@ -60,6 +60,10 @@ rmp_nginx_errors <- function(cfg) {
     error(405L, "method_not_allowed", "method not allowed on this route; see the Allow header"),
     error(408L, "request_timeout", "the request was not received in time"),
     error(411L, "length_required", "the request needs a Content-Length header"),
+    # nginx checks If-Match and If-Unmodified-Since itself on the routes it answers (nothing
+    # there has an ETag or a Last-Modified, so any such precondition fails).
+    error(412L, "precondition_failed",
+          "a precondition of the request (If-Match, If-Unmodified-Since) does not hold"),
     error(413L, "body_too_large",
           sprintf("the request body is larger than %d bytes", cfg$runtime$max_body_bytes)),
     error(414L, "uri_too_long", "the request line is too long", early = TRUE),

@@ -257,7 +257,39 @@ rmp_oip_input_data <- function(tensor, index, columns) {
   if (is.null(tensor$data)) {
     rmp_bad_request(sprintf("%s has no \"data\" (binary tensor data is not supported)", where))
   }
-  rmp_tensor_length(tensor, where)
+  data <- rmp_tensor_length(tensor, where)
+  # An input the model does not take is left out (input.extra_columns ignore), unchecked.
+  if (!is.null(column)) rmp_oip_check_values(data, tensor$datatype, where, tensor$name)
+  data
+}
+
+# What each numeric datatype holds (whole numbers only for the integer types), as the message
+# gives it; the bounds are read back from the text.
+rmp_oip_ranges <- c(
+  FP16 = "-65504 to 65504", FP32 = "-3.4028235e+38 to 3.4028235e+38",
+  INT8 = "-128 to 127", INT16 = "-32768 to 32767", INT32 = "-2147483648 to 2147483647",
+  INT64 = "-9223372036854775808 to 9223372036854775807", UINT8 = "0 to 255",
+  UINT16 = "0 to 65535", UINT32 = "0 to 4294967295", UINT64 = "0 to 18446744073709551615"
+)
+
+# A number its tensor's datatype cannot hold (0.5 in an INT64 tensor, 1e300 in an FP32 one) is
+# refused as the tensor's error, not scored as the double it parsed to. Other values (strings,
+# nulls) are the validator's to name.
+rmp_oip_check_values <- function(data, datatype, where, name) {
+  text <- rmp_oip_ranges[datatype]
+  if (is.na(text)) return(invisible())
+  range <- as.numeric(strsplit(text, " to ", fixed = TRUE)[[1]])
+  numeric <- which(vapply(data, function(x) is.numeric(x) && length(x) == 1L, NA))
+  x <- as.numeric(unlist(data[numeric], use.names = FALSE))
+  whole <- !startsWith(datatype, "FP")
+  # 2^63 - 1 and 2^64 - 1 round up to 2^63 and 2^64 as doubles, which do not fit.
+  over <- if (datatype %in% c("INT64", "UINT64")) x >= range[[2]] else x > range[[2]]
+  bad <- numeric[x < range[[1]] | over | is.nan(x) | (whole & x != round(x))]
+  if (length(bad) == 0L) return(invisible())
+  problem <- sprintf("does not fit %s (%s from %s)", datatype,
+                     if (whole) "whole numbers" else "numbers", text)
+  rmp_bad_request(sprintf("%s: %d value(s) in \"data\" %s", where, length(bad), problem),
+                  rmp_capped_details(bad - 1L, function(row) rmp_detail(row, name, problem)))
 }
 
 # The spec's "parameters" are an object of key/value pairs; none changes what is computed here.
@@ -310,17 +342,17 @@ rmp_oip_rows <- function(parsed, columns, max_rows) {
 rmp_oip_check_inputs <- function(input_names, input) {
   known <- vapply(input$columns, function(column) column$name, "")
   required <- known[vapply(input$columns, function(column) isTRUE(column$required), NA)]
-  details <- lapply(setdiff(required, input_names), function(name) {
+  found <- rmp_new_problems()
+  found$add(rmp_capped_details(setdiff(required, input_names), function(name) {
     rmp_detail(NA, name, "required column is missing")
-  })
+  }))
   if (identical(input$extra_columns, "reject")) {
-    details <- c(details, lapply(setdiff(input_names, known), function(name) {
+    found$add(rmp_capped_details(setdiff(input_names, known), function(name) {
       rmp_detail(NA, name, "unknown column (input.extra_columns is reject)")
     }))
   }
-  if (length(details) > 0) {
-    rmp_abort(400L, "invalid_input", sprintf("%d problem(s) in the input", length(details)),
-              details)
+  if (found$count > 0) {
+    rmp_abort(400L, "invalid_input", rmp_problems_message(found, "input"), found$details)
   }
 }
 
@@ -642,12 +674,14 @@ rmp_protocol_openapi_paths <- function(cfg) {
   ))
   paths <- list(
     `/v2/health/live` = rmp_get_operation("Open Inference Protocol: server liveness"),
-    `/v2/health/ready` = rmp_get_operation("Open Inference Protocol: server readiness"),
+    `/v2/health/ready` = rmp_get_operation("Open Inference Protocol: server readiness",
+                                          readiness = TRUE),
     `/v2` = rmp_get_operation("Open Inference Protocol: server metadata")
   )
   for (base in c(model, versioned)) {
     paths[[base]] <- rmp_get_operation("Open Inference Protocol: model metadata (inputs, outputs)")
-    paths[[paste0(base, "/ready")]] <- rmp_get_operation("Open Inference Protocol: model readiness")
+    paths[[paste0(base, "/ready")]] <- rmp_get_operation("Open Inference Protocol: model readiness",
+                                                           readiness = TRUE)
     paths[[paste0(base, "/infer")]] <- infer
   }
   paths[["/"]] <- rmp_get_json_operation(
@@ -659,7 +693,8 @@ rmp_protocol_openapi_paths <- function(cfg) {
     rmp_object_schema(models = list(type = "array", minItems = 1L, maxItems = 1L,
                                     items = list(type = "string", enum = I(cfg$name))))
   )
-  paths[[paste0("/v1/models/", cfg$name)]] <- rmp_get_operation("KServe v1: {\"name\", \"ready\"}")
+  paths[[paste0("/v1/models/", cfg$name)]] <- rmp_get_operation("KServe v1: {\"name\", \"ready\"}",
+                                                                 readiness = TRUE)
   paths[[paste0("/v1/models/", cfg$name, ":predict")]] <- rmp_post_operation(
     "KServe v1: {\"instances\": [...]} in, {\"predictions\": [...]} out", v1_request, v1_response,
     rmp_type_parameters(cfg$output$kind)

@@ -55,13 +55,58 @@ rmp_scgi_plan <- function(workers) {
   stop("found no free TCP ports for the workers' SCGI sockets in 100 tries")
 }
 
+# Sys.sleep() measures its wait on the wall clock, so a clock stepped back while it waits keeps
+# it waiting until the clock has caught up (an hour's step, an hour). socketSelect() counts its
+# own timeout: a wait is a select on one end of a loopback TCP pair that nothing writes to.
+rmp_sleep <- function(seconds) {
+  if (is.null(rmp_state$sleeper)) rmp_state$sleeper <- rmp_quiet_pair()
+  # No pair to be had (no free port): Sys.sleep() rather than no supervisor at all.
+  if (is.null(rmp_state$sleeper)) return(invisible(Sys.sleep(seconds)))
+  woken <- socketSelect(list(rmp_state$sleeper$quiet), timeout = seconds)
+  # Readable means the pair broke (its other end closed): a new one, rather than a busy loop.
+  if (woken) {
+    for (con in rmp_state$sleeper) try(close(con), silent = TRUE)
+    rmp_state$sleeper <- NULL
+  }
+  invisible()
+}
+
+# Two connected ends; the listener is closed at once, and a stranger who connected first (the
+# 24 bytes sent are not what arrives) is dropped.
+rmp_quiet_pair <- function() {
+  range <- rmp_scgi_port_range()
+  for (attempt in seq_len(100L)) {
+    port <- range[[1]] + sample.int(range[[2]] - range[[1]], 1L) - 1L
+    server <- rmp_try_listen(port)
+    if (is.null(server)) next
+    pair <- tryCatch(rmp_connect_pair(server, port), error = function(e) NULL,
+                     finally = close(server))
+    if (!is.null(pair)) return(pair)
+  }
+  NULL
+}
+
+rmp_connect_pair <- function(server, port) {
+  talk <- socketConnection("127.0.0.1", port, open = "r+b", blocking = TRUE, timeout = 5)
+  quiet <- tryCatch(socketAccept(server, open = "r+b", blocking = TRUE, timeout = 5),
+                    error = function(e) NULL)
+  if (!is.null(quiet)) {
+    token <- as.raw(sample.int(256L, 24L, replace = TRUE) - 1L)
+    writeBin(token, talk)
+    if (identical(readBin(quiet, "raw", 24L), token)) return(list(talk = talk, quiet = quiet))
+    close(quiet)
+  }
+  close(talk)
+  NULL
+}
+
 # The worker's listening socket; a replaced worker may find its port briefly taken.
 rmp_scgi_listen <- function(port, token, max_body, timeout) {
   server <- NULL
   for (attempt in seq_len(50L)) {
     server <- rmp_try_listen(port)
     if (!is.null(server)) break
-    Sys.sleep(0.1)
+    rmp_sleep(0.1)
   }
   if (is.null(server)) stop(sprintf("cannot listen on SCGI port %d: it is taken", port))
   scgi <- new.env(parent = emptyenv())

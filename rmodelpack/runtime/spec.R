@@ -112,7 +112,9 @@ rmp_error_responses <- function() {
     `400` = c(list(description = "malformed JSON, or an unknown ?type="), error),
     `413` = c(list(description = "body or row count over the limit"), error),
     `415` = c(list(description = "not application/json, or a compressed body"), error),
-    `422` = c(list(description = "invalid input; details list every problem"), error),
+    `422` = c(list(description =
+      "invalid input; details list the problems (the first 100; the message counts them all)"),
+      error),
     `500` = c(list(description = "the scoring code failed"), error)
   )
 }
@@ -145,8 +147,11 @@ rmp_prediction_schemas <- function(kind) {
   list(oneOf = lapply(kinds, rmp_prediction_schema))
 }
 
-rmp_get_operation <- function(summary) {
-  list(get = list(summary = summary, responses = list(`200` = list(description = "OK"))))
+# `readiness`: the route answers 503 while the server starts or drains.
+rmp_get_operation <- function(summary, readiness = FALSE) {
+  responses <- list(`200` = list(description = "OK"))
+  if (readiness) responses[["503"]] <- list(description = "not ready: starting or draining")
+  list(get = list(summary = summary, responses = responses))
 }
 
 rmp_openapi <- function(cfg) {
@@ -167,7 +172,8 @@ rmp_openapi <- function(cfg) {
       rmp_type_parameters(cfg$output$kind)
     ),
     `/healthz` = rmp_get_operation("Liveness"),
-    `/readyz` = rmp_get_operation("Readiness: 200 once every worker is up, 503 while draining"),
+    `/readyz` = rmp_get_operation("Readiness: 200 once every worker is up, 503 while draining",
+                                 readiness = TRUE),
     `/metadata` = rmp_get_operation("Model name, version, sha256, R and package versions"),
     `/ping` = rmp_get_operation("vetiver-compatible ping"),
     `/prototype` = rmp_get_operation("vetiver-compatible input prototype"),

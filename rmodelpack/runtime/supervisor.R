@@ -67,19 +67,49 @@ rmp_workers_up <- function(run_dir, pids) {
   }, TRUE)
 }
 
-# A worker whose heartbeat (its up file's mtime, set when a request starts, worker.R) is older
-# than the request timeout plus this grace is hung: one request has kept it busy past the
-# timeout (nginx, whose clock started no earlier, has answered 504 already), or it is stopped.
-# It is killed and replaced rather than left burning a core; the requests queued behind that
-# one are retried on another worker. The grace covers this loop's own period.
+# A worker whose heartbeat (its up file's mtime, set when a request starts, worker.R) has not
+# moved for longer than the request timeout plus this grace is hung: one request has kept it
+# busy past the timeout (nginx, whose clock started no earlier, has answered 504 already), or it
+# is stopped. It is killed and replaced rather than left burning a core; the requests queued
+# behind that one are retried on another worker. The grace covers this loop's own period.
 rmp_heartbeat_grace_seconds <- 0.5
 
-rmp_hung_workers <- function(run_dir, pids, up, limit) {
+# Seconds on a clock that never steps (CLOCK_BOOTTIME), for the heartbeat's age: set against the
+# wall clock, a clock stepped forward (NTP at boot) made every worker look hung at once, and one
+# stepped back hid a hung worker until the clock caught up. NA when it cannot be read: that turn
+# adds no age (mixing in the wall clock would make every worker look hung, or none).
+rmp_monotonic <- function() {
+  uptime <- tryCatch(readLines("/proc/uptime", n = 1L, warn = FALSE), error = function(e) "")
+  seconds <- suppressWarnings(as.numeric(sub(" .*", "", uptime)))
+  if (length(seconds) == 1L) seconds else NA_real_
+}
+
+# At most this much age per turn: only time the supervisor watched counts. After the container
+# was frozen or the machine suspended (the clock ran on, no process did), each worker gets its
+# turn to beat again before the time since its last beat counts against it.
+rmp_max_turn_seconds <- 1
+
+# Each worker's heartbeat as last seen: its mtime, and its age (seconds watched since it moved).
+rmp_heartbeats <- function(workers) {
+  list(mtime = rep(NA_real_, workers), age = numeric(workers), turn = NA_real_)
+}
+
+# Any change of a heartbeat, forward or back, counts as a beat.
+rmp_watch_heartbeats <- function(seen, run_dir, pids) {
+  now <- rmp_monotonic()
+  watched <- min(max(now - seen$turn, 0), rmp_max_turn_seconds)
+  if (is.na(watched)) watched <- 0
   mtimes <- vapply(seq_along(pids), function(i) {
     as.numeric(file.mtime(rmp_up_path(run_dir, i)))
   }, 0)
-  up & !is.na(mtimes) & rmp_now() - mtimes > limit
+  moved <- is.na(mtimes) | is.na(seen$mtime) | mtimes != seen$mtime
+  seen$age <- ifelse(moved, 0, seen$age + watched)
+  seen$mtime <- mtimes
+  if (!is.na(now)) seen$turn <- now
+  seen
 }
+
+rmp_hung_workers <- function(seen, up, limit) up & !is.na(seen$mtime) & seen$age > limit
 
 # Every process below `pid` (from /proc/PID/task/*/children).
 rmp_descendants <- function(pid) {
@@ -146,10 +176,12 @@ rmp_supervise <- function(cfg, run_dir) {
   # Ready once every worker is up; after that, while at least one worker can serve (a worker
   # being replaced does not take the pod out of its Service; none left does).
   all_were_up <- FALSE
+  heartbeats <- rmp_heartbeats(workers)
   repeat {
     alive <- vapply(pids, rmp_alive, TRUE)
     up <- rmp_workers_up(run_dir, pids) & alive
-    hung <- rmp_hung_workers(run_dir, pids, up, limit)
+    heartbeats <- rmp_watch_heartbeats(heartbeats, run_dir, pids)
+    hung <- rmp_hung_workers(heartbeats, up, limit)
     rmp_kill_hung(run_dir, pids, hung, limit)
     healthy <- up & !hung
     all_were_up <- all_were_up || all(healthy)
@@ -164,7 +196,7 @@ rmp_supervise <- function(cfg, run_dir) {
       pids <- rmp_spawn_workers(cfg, run_dir, dead, pids)$pids
       next
     }
-    Sys.sleep(0.1)
+    rmp_sleep(0.1)
   }
 }
 

@@ -8,17 +8,88 @@ rmp_parse_json <- function(body_raw) {
   if (any(body_raw == as.raw(0L))) {
     rmp_abort(400L, "malformed_json", "malformed JSON: the body contains a NUL byte")
   }
+  text <- rawToChar(body_raw)
+  # yajl lets some invalid sequences through (overlong forms, encoded surrogates), and answers
+  # that echo a key or an id would carry them: no longer UTF-8, so no longer JSON.
+  if (!validUTF8(text)) {
+    rmp_abort(400L, "malformed_json", "malformed JSON: the body is not valid UTF-8")
+  }
+  rmp_refuse_odd_structure(body_raw, text)
   # One fixed search (about 2 us on a small body); only a body with a \u escape is scanned.
   if (length(grepRaw(rmp_unicode_escape_start, body_raw, fixed = TRUE)) > 0L) {
     rmp_refuse_unsafe_escapes(body_raw)
   }
   parsed <- tryCatch({
-    text <- rawToChar(body_raw)
     Encoding(text) <- "UTF-8"
     jsonlite::parse_json(text, simplifyVector = FALSE)
   }, error = function(e) rmp_abort(400L, "malformed_json", paste("malformed JSON:", conditionMessage(e))))
   rmp_refuse_duplicate_keys(parsed)
   parsed
+}
+
+# jsonlite builds nested values recursively: a body nested ~50,000 deep overflows R's protect
+# stack after yajl has built its parse tree, which is then never freed (20-40 MB per request,
+# until the worker is OOM-killed), and nesting in the hundreds overflows the C stack wherever a
+# value is walked or echoed. No request of any route nests beyond a handful of levels.
+rmp_max_json_depth <- 64L
+# The depth is summed over this many brackets at a time (~20 bytes of vectors per bracket).
+rmp_depth_slice_bytes <- 65536L
+
+# Too deep a nesting, comments, and a string left open at the end: yajl takes /* */ and //
+# comments and a value followed by an unclosed string ({"data": [...]}" {...), none of them
+# JSON, so a proxy that checked the body could read another value than the model scores. Each
+# step is one regex pass in C over the text.
+rmp_refuse_odd_structure <- function(body_raw, text) {
+  if (rmp_plain_json(body_raw)) return(invisible())
+  structure <- rmp_json_structure(text)
+  if (grepl("\"", structure, fixed = TRUE)) {
+    rmp_abort(400L, "malformed_json", "malformed JSON: a string is not closed")
+  }
+  if (grepl("/", structure, fixed = TRUE)) {
+    rmp_abort(400L, "malformed_json",
+              "malformed JSON: a comment (a / outside a string); JSON has no comments")
+  }
+  if (rmp_bracket_depth(charToRaw(structure), rmp_max_json_depth) > rmp_max_json_depth) {
+    rmp_abort(400L, "malformed_json", sprintf(
+      "malformed JSON: arrays and objects nested more than %d deep", rmp_max_json_depth))
+  }
+}
+
+# The cheap case, one count of the bytes: no slash, no backslash, an even number of quotes (so
+# every string is closed) and too few brackets to nest deeply. A large body has many brackets.
+rmp_plain_json <- function(body_raw) {
+  if (length(body_raw) > rmp_depth_slice_bytes) return(FALSE)
+  counts <- tabulate(as.integer(body_raw), 125L)
+  slashes <- counts[[0x2F]] + counts[[0x5C]]
+  opens <- counts[[0x5B]] + counts[[0x7B]]
+  slashes == 0L && counts[[0x22]] %% 2L == 0L && opens <= rmp_max_json_depth
+}
+
+# The brackets, slashes and unclosed quotes outside strings, in order. Escapes go first (a
+# backslash and the byte after it, left to right, as JSON reads them), so the quotes left are the
+# ones that open and close strings; then the strings go. Exact for JSON, whose only backslashes
+# are in strings; anything else fails to parse anyway.
+rmp_json_structure <- function(text) {
+  if (grepl("\\", text, fixed = TRUE)) {
+    text <- gsub("(?s)\\\\.", "", text, perl = TRUE, useBytes = TRUE)
+  }
+  text <- gsub("\"[^\"]*\"", "", text, perl = TRUE, useBytes = TRUE)
+  gsub("[^][{}/\"]+", "", text, perl = TRUE, useBytes = TRUE)
+}
+
+# The deepest nesting of a run of brackets, or the first depth past `stop_at`.
+rmp_bracket_depth <- function(brackets, stop_at = .Machine$integer.max) {
+  depth <- deepest <- 0L
+  for (from in seq_len(ceiling(length(brackets) / rmp_depth_slice_bytes)) * rmp_depth_slice_bytes -
+       rmp_depth_slice_bytes + 1L) {
+    part <- brackets[from:min(length(brackets), from + rmp_depth_slice_bytes - 1L)]
+    depths <- depth + cumsum((part == as.raw(0x5BL) | part == as.raw(0x7BL)) -
+                               (part == as.raw(0x5DL) | part == as.raw(0x7DL)))
+    depth <- depths[[length(depths)]]
+    deepest <- max(deepest, depths)
+    if (deepest > stop_at) break
+  }
+  deepest
 }
 
 # The body's object with a key twice (two "data" arrays, say): jsonlite keeps both and the first
@@ -159,12 +230,46 @@ rmp_column_type_ok <- function(x, values, present, type, body_has_boolean) {
   )
 }
 
+# An answer lists at most this many problems, and only these are worked out: a body of 1,000 rows
+# with every field wrong has 13,000, at ~77 us each to describe and send, so a few clients
+# sending such bodies took a second of a worker per request. The message counts them all.
+rmp_max_details <- 100L
+
+# Details for the first rmp_max_details of `at` (made by make(i)); attribute "problems" counts all.
+rmp_capped_details <- function(at, make) {
+  structure(lapply(utils::head(at, rmp_max_details), make), problems = length(at))
+}
+
+rmp_problem_count <- function(details) attr(details, "problems") %||% length(details)
+
+# Collects details across checks: at most rmp_max_details kept, every problem counted.
+rmp_new_problems <- function() {
+  found <- new.env(parent = emptyenv())
+  found$details <- list()
+  found$count <- 0L
+  found$add <- function(details) {
+    room <- rmp_max_details - length(found$details)
+    if (room > 0L) found$details <- c(found$details, utils::head(details, room))
+    found$count <- found$count + rmp_problem_count(details)
+  }
+  found
+}
+
+rmp_problems_message <- function(found, what) {
+  listed <- if (found$count > length(found$details)) {
+    sprintf("; the first %d are listed", length(found$details))
+  } else {
+    ""
+  }
+  sprintf("%d problem(s) in the %s%s", found$count, what, listed)
+}
+
 # Exact per-row type problems for one column.
 rmp_type_details <- function(values, column) {
   expected <- rmp_expected_json_type(column$type)
   got <- vapply(values, rmp_json_type, "")
   bad <- which(got != "null" & got != expected)
-  lapply(bad, function(i) {
+  rmp_capped_details(bad, function(i) {
     rmp_detail(i - 1L, column$name, sprintf("expected %s, got %s", expected, got[[i]]))
   })
 }
@@ -204,14 +309,16 @@ rmp_value_checks <- function(column) {
 }
 
 rmp_value_details <- function(x, present, checks, name) {
-  details <- list()
+  found <- rmp_new_problems()
   for (check in checks) {
     bad <- check$bad(x, present)
     if (any(bad)) {
-      details <- c(details, lapply(which(bad) - 1L, rmp_detail, field = name, problem = check$problem))
+      found$add(rmp_capped_details(which(bad) - 1L, function(row) {
+        rmp_detail(row, name, check$problem)
+      }))
     }
   }
-  details
+  structure(found$details, problems = found$count)
 }
 
 rmp_na_of <- function(type) {
@@ -292,12 +399,16 @@ rmp_duplicate_key_details <- function(rows) {
   pairs <- row_of * (length(keys) + 1) + match(keys, keys)
   if (anyDuplicated(pairs) == 0L) return(list())
   problem <- "the key appears more than once in this row; send it once"
-  lapply(which(duplicated(pairs)), function(i) rmp_detail(row_of[[i]] - 1L, keys[[i]], problem))
+  rmp_capped_details(which(duplicated(pairs)), function(i) {
+    rmp_detail(row_of[[i]] - 1L, keys[[i]], problem)
+  })
 }
 
 rmp_extra_column_details <- function(rows, known) {
   extra <- setdiff(unique(unlist(lapply(rows, names), use.names = FALSE)), known)
-  lapply(extra, function(name) rmp_detail(NA, name, "unknown column (input.extra_columns is reject)"))
+  rmp_capped_details(extra, function(name) {
+    rmp_detail(NA, name, "unknown column (input.extra_columns is reject)")
+  })
 }
 
 # Returns function(rows, body_raw) -> a data.frame with exactly the schema's columns, typed as
@@ -311,17 +422,18 @@ rmp_make_validator <- function(input) {
     has_boolean <- rmp_has_boolean_token(body_raw)
     out <- vector("list", length(columns))
     names(out) <- names
-    details <- rmp_duplicate_key_details(rows)
+    found <- rmp_new_problems()
+    found$add(rmp_duplicate_key_details(rows))
     for (i in seq_along(validators)) {
       checked <- validators[[i]](rows, has_boolean)
-      if (length(checked$details) > 0) details <- c(details, checked$details)
+      if (length(checked$details) > 0) found$add(checked$details)
       if (!is.null(checked$value)) out[[i]] <- checked$value
     }
-    if (reject_extra) details <- c(details, rmp_extra_column_details(rows, names))
-    if (length(details) > 0) {
+    if (reject_extra) found$add(rmp_extra_column_details(rows, names))
+    if (found$count > 0) {
       rmp_abort(422L, "invalid_input",
-                sprintf("%d problem(s) in the input; rows are 0-based indices", length(details)),
-                details)
+                paste0(rmp_problems_message(found, "input"), "; rows are 0-based indices"),
+                found$details)
     }
     structure(out, class = "data.frame", row.names = c(NA_integer_, -length(rows)))
   }

@@ -47,7 +47,8 @@ rmp_note_request <- function(state) {
 
 rmp_gc_when_idle <- function(state) {
   idle <- rmp_now() - state$last_request
-  if (idle < rmp_idle_gc_seconds) {
+  # A negative idle time is a clock stepped back: collect now rather than wait for it to catch up.
+  if (idle >= 0 && idle < rmp_idle_gc_seconds) {
     rmp_timer(function() rmp_gc_when_idle(state), rmp_idle_gc_seconds - idle)
     return(invisible())
   }
@@ -83,12 +84,13 @@ rmp_run_worker <- function(ctx, worker_id, supervisor_pid) {
     rmp_batch_flush_idle(rmp_state$batcher)
     later::run_now(0, loop = rmp_state$timers)
     now <- rmp_now()
-    if (now - beaten >= rmp_heartbeat_seconds) {
+    # abs(): after the clock is stepped back, the heartbeat must keep ticking all the same.
+    if (abs(now - beaten) >= rmp_heartbeat_seconds) {
       if (!announced) announced <- is.null(rmp_announce(up))
       rmp_beat(state)
       beaten <- now
     }
-    if (now - checked >= 1) {
+    if (abs(now - checked) >= 1) {
       if (!rmp_alive(supervisor_pid)) break
       rmp_scgi_reap(scgi)
       checked <- now

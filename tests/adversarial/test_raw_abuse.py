@@ -146,6 +146,28 @@ def test_unknown_methods_never_reach_r_or_take_a_worker_out(boston: Served) -> N
     )
 
 
+def test_an_early_error_is_counted_under_the_clients_own_method(
+    serve_example: ServeExample,
+) -> None:
+    """A POST whose body framing nginx refuses (chunked in HTTP/1.0) is answered from the early
+    error location, whose redirect made $request_method GET: it was counted as a GET. Its own
+    server, so that no other test's 400 is in the counts."""
+    served = serve_example("boston-rf")
+    framing = (
+        b"POST /predict HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n2\r\n[]\r\n0\r\n\r\n"
+    )
+    for _ in range(3):
+        answer = only_response(exchange(served.server.port, framing))
+        assert_json_error(answer.status, answer.headers, answer.body, 400)
+    time.sleep(1.5)  # nginx flushes its answers log at least once a second
+    metrics = requests.get(served.url("/metrics"), timeout=10).text
+    assert re.search(
+        r'rmp_requests_total\{route="/predict",method="POST",status="400"\} 3\b', metrics
+    ), [line for line in metrics.splitlines() if 'status="400"' in line]
+    assert 'method="GET",status="400"' not in metrics
+
+
 def test_a_control_byte_in_a_header_never_reaches_a_worker(boston: Served) -> None:
     """httpuv drops the connection on it (nginx would answer 502 and retry on a second
     worker); only sanitised headers are forwarded, so it is served normally."""

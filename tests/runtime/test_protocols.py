@@ -201,6 +201,45 @@ def test_out_of_range_value_is_400_naming_column_and_row(
     assert body["details"] == [{"row": 1, "field": "chas", "problem": "must be <= 1"}]
 
 
+@pytest.mark.parametrize(
+    ("column", "datatype", "value", "fits"),
+    [
+        ("rad", "INT64", 2.5, "whole numbers from -9223372036854775808 to 9223372036854775807"),
+        ("rad", "UINT8", 256, "UINT8 (whole numbers from 0 to 255)"),
+        ("rad", "INT8", -129, "INT8"),
+        ("tax", "FP32", 1e300, "FP32 (numbers from -3.4028235e+38 to 3.4028235e+38)"),
+        ("tax", "FP16", 70000, "FP16"),
+    ],
+)
+def test_a_value_its_datatype_cannot_hold_is_400_naming_column_and_row(
+    boston_server, boston_config, r_predictions, column, datatype, value, fits
+):
+    """Scored as the double it parsed to, 0.5 in an INT64 tensor would be a prediction for an
+    input the client never had."""
+    request = _boston_request(boston_config, r_predictions)
+    tensor = next(t for t in request["inputs"] if t["name"] == column)
+    tensor["datatype"] = datatype
+    tensor["data"][2] = value
+    body = _infer_error(boston_server, request)
+    assert f"input '{column}'" in body["error"] and fits in body["error"], body
+    assert [(d["row"], d["field"]) for d in body["details"]] == [(2, column)], body
+
+
+def test_values_that_fit_a_narrower_datatype_are_scored_as_sent(
+    boston_server, boston_config, r_predictions
+):
+    request = _boston_request(boston_config, r_predictions)
+    next(t for t in request["inputs"] if t["name"] == "chas")["datatype"] = "UINT8"
+    next(t for t in request["inputs"] if t["name"] == "rad")["datatype"] = "INT32"
+    next(t for t in request["inputs"] if t["name"] == "crim")["datatype"] = "FP32"
+    # An input the model does not take is left out unchecked (input.extra_columns ignore).
+    request["inputs"].append({"name": "note", "datatype": "INT8", "shape": [3], "data": [300] * 3})
+    response = requests.post(
+        boston_server.url(f"/v2/models/{BOSTON}/infer"), json=request, timeout=30
+    )
+    assert response.status_code == 200, response.text
+
+
 def test_missing_input_and_ragged_lengths_are_400(boston_server, boston_config, r_predictions):
     request = _boston_request(boston_config, r_predictions)
     request["inputs"] = [t for t in request["inputs"] if t["name"] != "lstat"]
