@@ -45,7 +45,9 @@ def describe_model(model: Path, data: Path | None) -> dict[str, Any]:
 
 def service_name(model: Path, name: str | None) -> str:
     raw = name or model.resolve().parent.name or model.stem
-    cleaned = re.sub(r"[^a-z0-9-]+", "-", raw.lower()).strip("-")[:63]
+    cleaned = re.sub(r"[^a-z0-9-]+", "-", raw.lower())
+    # The manifest's rule: a letter first, at most 53 characters, no '-' at either end.
+    cleaned = re.sub(r"^[^a-z]+", "", cleaned)[:53].strip("-")
     return cleaned or "my-model"
 
 

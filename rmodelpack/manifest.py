@@ -7,6 +7,7 @@ each with its field path, what is wrong and how to fix it.
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import re
 import reprlib
@@ -43,6 +44,9 @@ BASE_IMAGES = {
 # Every pattern is applied with fullmatch: with re.match, '$' also matches before a trailing
 # newline, so "name\n" would pass here and fail in the chart (Go's '$' is the end of the text).
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+# The model's name is the release's by default: helm takes at most 53 characters, and the
+# Service named after it must start with a letter (an RFC 1035 label).
+MODEL_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,51}[a-z0-9])?$")
 DNS_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 # A label value (the version becomes app.kubernetes.io/version): alphanumeric at both ends.
 LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$")
@@ -87,6 +91,15 @@ def _short(value: Any) -> str:
 
 def _problem(kind: str, message: str, hint: str) -> PydanticCustomError:
     return PydanticCustomError(kind, message, {"hint": hint})
+
+
+def _first_repeat(values: list[str]) -> str | None:
+    seen: set[str] = set()
+    for value in values:
+        if value in seen:
+            return value
+        seen.add(value)
+    return None
 
 
 class Strict(BaseModel):
@@ -255,6 +268,22 @@ class ScoringSpec(Strict):
         settings.SCORING_ROWWISE.default, description=settings.SCORING_ROWWISE.description
     )
 
+    @field_validator("predict_args")
+    @classmethod
+    def _json_values(cls, value: dict[str, Any]) -> dict[str, Any]:
+        # They reach R through the runtime's JSON config.
+        for key, arg in value.items():
+            try:
+                json.dumps(arg, allow_nan=False)
+            except (TypeError, ValueError):
+                raise _problem(
+                    "not_json",
+                    f"{key}: {_short(arg)} is not a JSON value (a date, binary, a set, NaN or "
+                    "infinity)",
+                    "give a string, a finite number, a boolean, a list or a mapping",
+                ) from None
+        return value
+
     @field_validator("script")
     @classmethod
     def _script_exists(cls, value: str | None, info: ValidationInfo) -> str | None:
@@ -281,8 +310,8 @@ class Column(Strict):
     name: str = Field(min_length=1)
     type: ColumnType
     required: bool = True
-    min: float | None = None
-    max: float | None = None
+    min: float | None = Field(None, allow_inf_nan=False)
+    max: float | None = Field(None, allow_inf_nan=False)
     levels: list[str] | None = Field(None, description="factor: the levels used in training.")
     allowed: list[str] | None = Field(None, description="string: the values accepted.")
     description: str = ""
@@ -312,6 +341,13 @@ class Column(Strict):
                 "allowed applies to string columns only",
                 "use type: factor with levels for categorical model inputs",
             )
+        for key, values in (("levels", self.levels), ("allowed", self.allowed)):
+            twice = _first_repeat(values or [])
+            if twice is not None:
+                # R refuses a factor with a level twice: every request would be a 500.
+                raise _problem(
+                    "repeated_value", f"{key} lists {_short(twice)} twice", "list each once"
+                )
         return self
 
 
@@ -552,6 +588,11 @@ class AuthSpec(Strict):
 
     @model_validator(mode="after")
     def _users_or_secret(self) -> AuthSpec:
+        twice = _first_repeat([user.name for user in self.users])
+        if twice is not None:
+            raise _problem(
+                "repeated_user", f"user {_short(twice)} is listed twice", "list each user once"
+            )
         if self.enabled and not self.users and not self.existing_secret:
             raise _problem(
                 "no_credentials",
@@ -665,7 +706,10 @@ class Manifest(Strict):
     """A validated ``rmodel.yaml``."""
 
     api_version: Literal["rmodelpack/v1"] = Field(alias="apiVersion")
-    name: str = Field(description="DNS-1123 label: lowercase letters, digits and '-'.")
+    name: str = Field(
+        description="Lowercase letters, digits and '-', starting with a letter, at most 53 "
+        "characters (the helm release and the Service are named after it)."
+    )
     version: str = Field(description="Model version, e.g. 1.0.0 (quote it in YAML).")
     description: str = ""
     model: ModelSpec
@@ -680,12 +724,14 @@ class Manifest(Strict):
     @field_validator("name")
     @classmethod
     def _dns_label(cls, value: str) -> str:
-        if not DNS_LABEL.fullmatch(value):
-            suggestion = re.sub(r"[^a-z0-9-]+", "-", value.lower()).strip("-")[:63] or "my-model"
+        if not MODEL_NAME.fullmatch(value):
+            suggestion = re.sub(r"[^a-z0-9-]+", "-", value.lower()).strip("-")
+            suggestion = re.sub(r"^[^a-z]+", "", suggestion)[:53].strip("-") or "my-model"
             raise _problem(
                 "bad_name",
-                f"{_short(value)} is not a DNS-1123 label",
-                f"use lowercase letters, digits and '-', e.g. {suggestion}",
+                f"{_short(value)} cannot name a helm release and its Service",
+                "use lowercase letters, digits and '-', starting with a letter, at most 53 "
+                f"characters, e.g. {suggestion}",
             )
         return value
 
@@ -790,6 +836,7 @@ _EXPECTED_TYPES = {
     "bool_type": ("a boolean", "write true or false, without quotes"),
     "int_type": ("a whole number", "write a whole number without quotes, e.g. 2"),
     "float_type": ("a number", "write a number without quotes, e.g. 1.5"),
+    "finite_number": ("a finite number", "write a number; NaN and infinity have no JSON form"),
     "string_type": ("text", "write text; quote it if YAML reads it as a number or boolean"),
     "list_type": ("a list", "write a YAML list, e.g. [a, b]"),
     "dict_type": ("a mapping", "write key: value pairs"),
@@ -925,11 +972,38 @@ def _check_expanded_size(data: Any, source: str) -> None:
             pending.extend(node)
 
 
+class UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, but a key twice in one mapping is an error: PyYAML keeps the last,
+    so a second `service:` block silently dropped the first one's auth."""
+
+
+def _unique_mapping(loader: UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            repeated = key in seen
+        except TypeError:  # an unhashable key: construct_mapping reports it
+            continue
+        if repeated:
+            raise yaml.constructor.ConstructorError(
+                "while reading a mapping",
+                node.start_mark,
+                f"found the key {_short(key)} twice; keep one",
+                key_node.start_mark,
+            )
+        seen.add(key)
+    return loader.construct_mapping(node, deep=True)
+
+
+UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+
+
 def load_manifest(path: str | Path) -> LoadedManifest:
     """Read and validate a manifest; return it with the folder its paths are relative to."""
     manifest_path = resolve_manifest_path(path)
     try:
-        data = yaml.safe_load(_manifest_text(manifest_path))
+        data = yaml.load(_manifest_text(manifest_path), Loader=UniqueKeyLoader)
     except RecursionError as exc:
         raise ManifestError(
             str(manifest_path),

@@ -22,7 +22,7 @@ from rmodelpack.contract import DEFAULT_OUT_DIR
 from rmodelpack.deploy import DeployResult, DryRun
 from rmodelpack.deploy import deploy as helm_deploy
 from rmodelpack.exceptions import UsageError
-from rmodelpack.manifest import API_VERSION, LoadedManifest, Manifest, load_manifest
+from rmodelpack.manifest import API_VERSION, MODEL_NAME, LoadedManifest, Manifest, load_manifest
 from rmodelpack.render import (
     SIZING_FILE,
     RenderResult,
@@ -284,6 +284,8 @@ def _values_mapping(path: Path) -> dict[str, Any] | None:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path} is not readable YAML: {exc}") from exc
+    except RecursionError as exc:
+        raise UsageError(f"{path} is nested too deeply to be chart values") from exc
     if not isinstance(data, dict):
         raise UsageError(f"{path} is not a YAML mapping of chart values or a manifest")
     return data
@@ -297,16 +299,32 @@ def deploy_target(
         source = Path(target)
         values = _values_mapping(source) if source.is_file() else None
         if values is not None and values.get("apiVersion") != API_VERSION:
+            if release is not None:
+                return source, release_name(release, "--release")
             model = values.get("model")
-            name = release or (model.get("name") if isinstance(model, dict) else None)
-            if not name:
+            name = model.get("name") if isinstance(model, dict) else None
+            if name is None:
                 raise UsageError(
                     f"{source} has no model.name; give the release name", parameter="release"
                 )
-            return source, name
+            return source, release_name(name, f"{source}: model.name")
     loaded = _loaded(target)
+    if release is not None:
+        release_name(release, "--release")
     rendered = render(loaded, out_dir)
     return rendered.out_dir / "values.yaml", release or loaded.manifest.name
+
+
+def release_name(name: Any, where: str) -> str:
+    """A release name helm and the chart's objects can carry; it goes on helm's command line,
+    where a value such as --output-dir=… would be read as a flag."""
+    if not isinstance(name, str) or not MODEL_NAME.fullmatch(name):
+        raise UsageError(
+            f"{where}: {name!r} cannot name a helm release; use lowercase letters, digits and "
+            "'-', starting with a letter, at most 53 characters",
+            parameter="release",
+        )
+    return name
 
 
 def deploy(

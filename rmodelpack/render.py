@@ -227,7 +227,14 @@ def read_password(user: Any, base_dir: Path, index: int) -> str:
 
 
 def _usable_password(password: str, where: str) -> str:
-    if len(password.encode()) > BCRYPT_MAX_BYTES:
+    try:
+        encoded = password.encode()
+    except UnicodeEncodeError:  # bytes the environment held that are not UTF-8
+        raise CredentialError(
+            f"{where}: the password is not UTF-8 text; use letters, digits and punctuation "
+            "(e.g. openssl rand -hex 24)"
+        ) from None
+    if len(encoded) > BCRYPT_MAX_BYTES:
         raise CredentialError(
             f"{where}: the password is longer than bcrypt's {BCRYPT_MAX_BYTES} bytes; "
             "use a shorter one (e.g. openssl rand -hex 24)"
@@ -424,7 +431,9 @@ def image_files(manifest: Manifest, base_dir: Path, model_sha256: str) -> dict[s
     """Everything in the build context (values.yaml is not part of the image)."""
     files = runtime_files()
     config = runtime_config(manifest, model_sha256)
-    files["app/rmodelpack.json"] = (json.dumps(config, indent=2, sort_keys=True) + "\n").encode()
+    # allow_nan=False: R's JSON reader would refuse the file and the server would not start.
+    config_text = json.dumps(config, indent=2, sort_keys=True, allow_nan=False)
+    files["app/rmodelpack.json"] = (config_text + "\n").encode()
     if manifest.scoring.script:
         files[f"app/{script_name(manifest)}"] = (base_dir / manifest.scoring.script).read_bytes()
     if manifest.r.renv_lock:
@@ -488,7 +497,21 @@ def render_files(
 
 def check_output_dir(out_dir: Path, protected: Path | None = None) -> None:
     """Refuse to replace a folder that holds anything rmodelpack did not write."""
-    out_dir = out_dir.resolve()
+    try:
+        _check_output_dir(out_dir.resolve(), protected)
+    except OSError as exc:  # a name too long, a folder we may not list
+        raise _unwritable(out_dir, exc) from exc
+
+
+def _unwritable(out_dir: Path, exc: OSError) -> OutputDirError:
+    return OutputDirError(
+        f"cannot write the output folder {out_dir}: {exc.strerror or exc}; "
+        "choose a folder you can write (-o)",
+        parameter="out_dir",
+    )
+
+
+def _check_output_dir(out_dir: Path, protected: Path | None) -> None:
     if protected is not None:
         protected = protected.resolve()
         if out_dir == protected or out_dir in protected.parents:
@@ -515,7 +538,13 @@ def check_output_dir(out_dir: Path, protected: Path | None = None) -> None:
 
 def write_atomically(files: Mapping[str, bytes], out_dir: Path) -> None:
     """Replace out_dir with exactly ``files``; on any error out_dir is left as it was."""
-    out_dir = out_dir.resolve()
+    try:
+        _write_atomically(files, out_dir.resolve())
+    except OSError as exc:
+        raise _unwritable(out_dir, exc) from exc
+
+
+def _write_atomically(files: Mapping[str, bytes], out_dir: Path) -> None:
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
@@ -540,9 +569,14 @@ def _swap_in(staging: Path, out_dir: Path) -> None:
             f"{out_dir} exists and is not a folder; choose another output folder",
             parameter="out_dir",
         )
-    retired = out_dir.with_name(f".{out_dir.name}.old")
-    shutil.rmtree(retired, ignore_errors=True)
-    out_dir.rename(retired)
+    # A name of its own: a fixed ".NAME.old" removed whatever the user kept there, and two renders
+    # at once swapped into each other's.
+    retired = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.parent))
+    try:
+        out_dir.rename(retired)
+    except OSError:
+        retired.rmdir()
+        raise
     try:
         staging.rename(out_dir)
     except BaseException:

@@ -12,6 +12,7 @@ import yaml
 from conftest import EXAMPLES_DIR, deep_merge
 
 from rmodelpack import render
+from rmodelpack.exceptions import OutputDirError
 from rmodelpack.manifest import load_manifest, parse_manifest
 from rmodelpack.render import (
     OUTPUT_MARKER,
@@ -159,7 +160,7 @@ def test_failed_write_leaves_the_output_folder_as_it_was(tmp_path: Path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("earlier render")
-    with pytest.raises(OSError):
+    with pytest.raises(OutputDirError, match="cannot write the output folder"):
         # "x" is written as a file, then "x/y" needs it to be a folder: fails mid-way
         write_atomically({"a.txt": b"1", "x": b"2", "x/y": b"3"}, out)
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
