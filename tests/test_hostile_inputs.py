@@ -11,19 +11,12 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import run_cli
+from test_manifest import MINIMAL, problems_of
 
 from rmodelpack.exceptions import CredentialError, ManifestError, OutputDirError, UsageError
 from rmodelpack.init import service_name
 from rmodelpack.manifest import load_manifest, parse_manifest
 from rmodelpack.pipeline import deploy_target, render
-
-MINIMAL = {
-    "apiVersion": "rmodelpack/v1",
-    "name": "demo",
-    "version": "1.0.0",
-    "model": {"path": "model.rds"},
-    "input": {"columns": [{"name": "x", "type": "number"}]},
-}
 
 
 @pytest.fixture
@@ -31,12 +24,6 @@ def project(tmp_path: Path) -> Path:
     (tmp_path / "model.rds").write_bytes(b"not really a model")
     (tmp_path / "rmodel.yaml").write_text(yaml.safe_dump(MINIMAL))
     return tmp_path
-
-
-def problems(data: dict, base_dir: Path) -> dict[str, str]:
-    with pytest.raises(ManifestError) as caught:
-        parse_manifest(data, source="rmodel.yaml", base_dir=base_dir)
-    return {p.path: f"{p.message} | {p.hint}" for p in caught.value.problems}
 
 
 def changed(path: str, value) -> dict:
@@ -68,7 +55,7 @@ def test_a_key_twice_in_the_manifest_is_an_error_not_a_dropped_block(project: Pa
 def test_bounds_must_be_finite(project: Path, field: str, value: float) -> None:
     """NaN reached the runtime's JSON config, which R cannot read: the pod never started."""
     data = changed("input.columns.0." + field, value)
-    assert "finite number" in problems(data, project)[f"input.columns[0].{field}"]
+    assert "finite number" in problems_of(data, project)[f"input.columns[0].{field}"]
 
 
 @pytest.mark.parametrize(
@@ -76,7 +63,7 @@ def test_bounds_must_be_finite(project: Path, field: str, value: float) -> None:
 )
 def test_predict_args_must_be_json_values(project: Path, value) -> None:
     data = changed("scoring.predict_args", {"arg": value})
-    assert "is not a JSON value" in problems(data, project)["scoring.predict_args"]
+    assert "is not a JSON value" in problems_of(data, project)["scoring.predict_args"]
 
 
 @pytest.mark.parametrize(
@@ -89,18 +76,18 @@ def test_predict_args_must_be_json_values(project: Path, value) -> None:
 def test_a_level_twice_is_an_error(project: Path, column: dict, key: str) -> None:
     """R refuses a factor with a level twice: every request was a 500."""
     data = changed("input.columns", [{"name": "g", **column}])
-    assert f"{key} lists" in problems(data, project)["input.columns[0]"]
+    assert f"{key} lists" in problems_of(data, project)["input.columns[0]"]
 
 
 def test_a_user_twice_is_an_error(project: Path) -> None:
     users = [{"name": "u", "password_env": "A"}, {"name": "u", "password_env": "B"}]
     data = changed("service.auth", {"users": users})
-    assert "listed twice" in problems(data, project)["service.auth"]
+    assert "listed twice" in problems_of(data, project)["service.auth"]
 
 
 @pytest.mark.parametrize("name", ["1model", "a" * 54, "-x"])
 def test_the_name_must_name_a_release_and_its_service(project: Path, name: str) -> None:
-    assert "cannot name a helm release" in problems(changed("name", name), project)["name"]
+    assert "cannot name a helm release" in problems_of(changed("name", name), project)["name"]
 
 
 def test_a_53_character_name_is_fine(project: Path) -> None:
