@@ -22,7 +22,7 @@ from rmodelpack.contract import DEFAULT_OUT_DIR
 from rmodelpack.deploy import DeployResult, DryRun
 from rmodelpack.deploy import deploy as helm_deploy
 from rmodelpack.exceptions import UsageError
-from rmodelpack.manifest import API_VERSION, MODEL_NAME, LoadedManifest, Manifest, load_manifest
+from rmodelpack.manifest import MODEL_NAME, LoadedManifest, Manifest, load_manifest
 from rmodelpack.render import (
     SIZING_FILE,
     RenderResult,
@@ -98,7 +98,7 @@ def earlier_sizing(out_dir: Path) -> dict[str, Any] | None:
     """The sizing an earlier `rmodelpack size` stored in ``out_dir``, if any."""
     try:
         data = json.loads((out_dir / SIZING_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
     return data if isinstance(data, dict) else None
 
@@ -298,7 +298,9 @@ def deploy_target(
     if not isinstance(target, LoadedManifest):
         source = Path(target)
         values = _values_mapping(source) if source.is_file() else None
-        if values is not None and values.get("apiVersion") != API_VERSION:
+        # Chart values have neither apiVersion nor input: a file with either is a manifest, and a
+        # wrong one gets the manifest's errors, not "values without model.name".
+        if values is not None and not {"apiVersion", "input"} & values.keys():
             if release is not None:
                 return source, release_name(release, "--release")
             model = values.get("model")

@@ -213,6 +213,12 @@ def read_password(user: Any, base_dir: Path, index: int) -> str:
             )
         return _usable_password(password, f"{where}.password_env")
     path = base_dir / user.password_file
+    # A FIFO or a device would block render or never end; only a regular file is read.
+    if path.exists() and not path.is_file():
+        raise CredentialError(
+            f"{where}.password_file: {path} is not a regular file; "
+            "create a file with the password on its first line"
+        )
     try:
         password = path.read_text(encoding="utf-8").rstrip("\r\n")
     except (OSError, UnicodeDecodeError) as exc:
@@ -223,6 +229,10 @@ def read_password(user: Any, base_dir: Path, index: int) -> str:
         ) from exc
     if not password:
         raise CredentialError(f"{where}.password_file: {path} is empty")
+    if "\n" in password:
+        raise CredentialError(
+            f"{where}.password_file: {path} holds more than one line; keep only the password"
+        )
     return _usable_password(password, f"{where}.password_file")
 
 
@@ -265,7 +275,7 @@ def bcrypt_hashes(values_text: str | bytes) -> dict[str, str]:
         values = yaml.safe_load(values_text) or {}
         users = values.get("auth", {}).get("users", [])
         return dict(line.split(":", 1) for line in users if ":" in line)
-    except (yaml.YAMLError, AttributeError, ValueError, TypeError):
+    except (yaml.YAMLError, AttributeError, ValueError, TypeError, RecursionError):
         return {}
 
 
@@ -275,7 +285,12 @@ def applicable_sizing(
     """A measured sizing holds only for the model it measured and the pods' worker count."""
     if sizing is None or sizing.get("model_sha256") != model_sha256:
         return None
-    return sizing if sizing.get("workers") == manifest.deployment_workers else None
+    # A stored sizing edited or cut short is ignored, not a crash of the next render.
+    measured = all(
+        isinstance(sizing.get(key), int) and not isinstance(sizing.get(key), bool)
+        for key in ("request_mib", "limit_mib")
+    )
+    return sizing if measured and sizing.get("workers") == manifest.deployment_workers else None
 
 
 def resources_values(manifest: Manifest, sizing: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -455,9 +470,16 @@ def predict_body(manifest: Manifest, base_dir: Path) -> str | None:
         return None
     path = base_dir / manifest.input.example
     try:
-        return json.dumps(json.loads(path.read_text(encoding="utf-8")), separators=(",", ":"))
-    except (OSError, ValueError) as exc:
-        raise RenderError(f"input.example: {path} is not readable JSON ({exc})") from exc
+        # parse_constant: NaN and Infinity are not JSON; the helm test would send them as is.
+        example = json.loads(path.read_text(encoding="utf-8"), parse_constant=_not_json)
+        return json.dumps(example, separators=(",", ":"), allow_nan=False)
+    except (OSError, ValueError, RecursionError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise RenderError(f"input.example: {path} is not readable JSON ({reason})") from exc
+
+
+def _not_json(constant: str) -> None:
+    raise ValueError(f"{constant} is not a JSON value")
 
 
 def render_files(

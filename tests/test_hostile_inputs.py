@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import copy
 import datetime
+import json
+import os
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,13 @@ import yaml
 from conftest import run_cli
 from test_manifest import MINIMAL, problems_of
 
-from rmodelpack.exceptions import CredentialError, ManifestError, OutputDirError, UsageError
+from rmodelpack.exceptions import (
+    CredentialError,
+    ManifestError,
+    OutputDirError,
+    RenderError,
+    UsageError,
+)
 from rmodelpack.init import service_name
 from rmodelpack.manifest import load_manifest, parse_manifest
 from rmodelpack.pipeline import deploy_target, render
@@ -168,3 +176,55 @@ def test_a_password_that_is_not_utf8_is_a_credential_error(
 def test_init_names_a_model_by_the_manifests_rule(project: Path, folder: str) -> None:
     name = service_name(Path(f"/projects/{folder}/model.rds"), None)
     parse_manifest(changed("name", name), source="rmodel.yaml", base_dir=project)
+
+
+def with_user(project: Path, **source: str) -> None:
+    data = changed("service.auth", {"users": [{"name": "alice", **source}]})
+    (project / "rmodel.yaml").write_text(yaml.safe_dump(data))
+
+
+def test_a_password_file_that_is_a_fifo_is_refused_not_waited_on(project: Path) -> None:
+    os.mkfifo(project / "pw")
+    with_user(project, password_file="pw")
+    result = run_cli("render", str(project), "-o", str(project / "out"), timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert "is not a regular file" in result.stderr
+
+
+def test_a_password_file_of_two_lines_is_refused(project: Path) -> None:
+    (project / "pw").write_text("first\nsecond\n")
+    with_user(project, password_file="pw")
+    with pytest.raises(CredentialError, match="more than one line"):
+        render(project, project / "out")
+
+
+@pytest.mark.parametrize(
+    ("example", "reason"),
+    [("[" * 100_000 + "]" * 100_000, "nested too deeply"), ('[{"x": NaN}]', "not a JSON value")],
+)
+def test_an_example_that_is_not_json_is_a_render_error(
+    project: Path, example: str, reason: str
+) -> None:
+    (project / "example.json").write_text(example)
+    data = changed("input.example", "example.json")
+    (project / "rmodel.yaml").write_text(yaml.safe_dump(data))
+    with pytest.raises(RenderError, match=reason):
+        render(project, project / "out")
+
+
+def test_a_corrupt_stored_sizing_is_ignored(project: Path) -> None:
+    out = project / "out"
+    first = render(project, out)
+    (out / "sizing.json").write_text(
+        json.dumps({"model_sha256": first.model_sha256, "workers": 1, "limit_mib": "x"})
+    )
+    (out / "values.yaml").write_text("a: " + "[" * 5000 + "]" * 5000 + "\n")
+    render(project, out)
+
+
+def test_a_manifest_with_a_wrong_api_version_gets_the_manifests_error(project: Path) -> None:
+    data = dict(MINIMAL, apiVersion="rmodelpack/v0")
+    (project / "rmodel.yaml").write_text(yaml.safe_dump(data))
+    result = run_cli("deploy", str(project / "rmodel.yaml"), "--dry-run")
+    assert result.returncode == 2, result.stderr
+    assert "apiVersion" in result.stderr and "model.name" not in result.stderr
