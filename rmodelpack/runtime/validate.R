@@ -32,7 +32,8 @@ rmp_parse_json <- function(body_raw) {
 # until the worker is OOM-killed), and nesting in the hundreds overflows the C stack wherever a
 # value is walked or echoed. No request of any route nests beyond a handful of levels.
 rmp_max_json_depth <- 64L
-# The depth is summed over this many brackets at a time (~20 bytes of vectors per bracket).
+# The depth is summed over this many brackets at a time (~20 bytes of vectors per bracket); a
+# body up to this size may pass on one count of its bytes (rmp_plain_json).
 rmp_depth_slice_bytes <- 65536L
 
 # Too deep a nesting, comments, and a string left open at the end: yajl takes /* */ and //
@@ -80,8 +81,8 @@ rmp_json_structure <- function(text) {
 # The deepest nesting of a run of brackets, or the first depth past `stop_at`.
 rmp_bracket_depth <- function(brackets, stop_at = .Machine$integer.max) {
   depth <- deepest <- 0L
-  for (from in seq_len(ceiling(length(brackets) / rmp_depth_slice_bytes)) * rmp_depth_slice_bytes -
-       rmp_depth_slice_bytes + 1L) {
+  slices <- ceiling(length(brackets) / rmp_depth_slice_bytes)
+  for (from in seq(1L, by = rmp_depth_slice_bytes, length.out = slices)) {
     part <- brackets[from:min(length(brackets), from + rmp_depth_slice_bytes - 1L)]
     depths <- depth + cumsum((part == as.raw(0x5BL) | part == as.raw(0x7BL)) -
                                (part == as.raw(0x5DL) | part == as.raw(0x7DL)))
