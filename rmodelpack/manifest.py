@@ -43,7 +43,6 @@ BASE_IMAGES = {
 
 # Every pattern is applied with fullmatch: with re.match, '$' also matches before a trailing
 # newline, so "name\n" would pass here and fail in the chart (Go's '$' is the end of the text).
-DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 # The model's name is the release's by default: helm takes at most 53 characters, and the
 # Service named after it must start with a letter (an RFC 1035 label).
 MODEL_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,51}[a-z0-9])?$")
