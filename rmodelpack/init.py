@@ -10,6 +10,7 @@ import json
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,41 @@ def manifest_data(model: Path, name: str, description: dict[str, Any]) -> dict[s
     }
 
 
+def refuse_unwritable_targets(targets: list[Path], force: bool) -> None:
+    for target in targets:
+        if target.exists() and not target.is_file():
+            raise UsageError(
+                f"{target} exists and is not a file; move it away, or scaffold in another folder"
+            )
+    existing = [t for t in targets if t.exists()]
+    if existing and not force:
+        raise UsageError(
+            f"{existing[0]} exists; allow overwriting it, or scaffold in another folder",
+            parameter="force",
+        )
+
+
+def write_scaffold(
+    targets: list[Path], manifest_text: str, stub: str, check: Callable[[], object]
+) -> None:
+    """Write score.R, check the manifest against it, then write rmodel.yaml; on failure the
+    folder is left as it was (an overwritten score.R gets its old text back)."""
+    manifest_path, script_path = targets
+    previous_script = script_path.read_bytes() if script_path.is_file() else None
+    try:
+        script_path.write_text(stub)
+        check()
+        manifest_path.write_text(manifest_text)
+    except (ManifestError, OSError) as error:
+        if previous_script is None:
+            script_path.unlink(missing_ok=True)
+        else:
+            script_path.write_bytes(previous_script)
+        if isinstance(error, OSError):
+            raise UsageError(f"could not write the scaffold: {error}") from error
+        raise
+
+
 def init_manifest(
     model: Path, *, data: Path | None = None, name: str | None = None, force: bool = False
 ) -> list[Path]:
@@ -75,12 +111,7 @@ def init_manifest(
         )
     folder = model.resolve().parent
     targets = [folder / MANIFEST_FILENAME, folder / "score.R"]
-    existing = [t for t in targets if t.exists()]
-    if existing and not force:
-        raise UsageError(
-            f"{existing[0]} exists; allow overwriting it, or scaffold in another folder",
-            parameter="force",
-        )
+    refuse_unwritable_targets(targets, force)
     description = describe_model(model, data)
     data_dict = manifest_data(model, service_name(model, name), description)
     if not data_dict["input"]["columns"]:
@@ -90,11 +121,10 @@ def init_manifest(
             parameter="data",
         )
     text = yaml.safe_dump(data_dict, sort_keys=False, width=100)
-    targets[1].write_text(SCORE_STUB.format(name=data_dict["name"], function="score"))
-    try:
-        parse_manifest(data_dict, source=str(targets[0]), base_dir=folder)
-    except ManifestError:
-        targets[1].unlink()  # nothing half-written: the stub goes with the refused manifest
-        raise
-    targets[0].write_text(f"# Scaffolded by rmodelpack init; review every field.\n{text}")
+    write_scaffold(
+        targets,
+        f"# Scaffolded by rmodelpack init; review every field.\n{text}",
+        SCORE_STUB.format(name=data_dict["name"], function="score"),
+        lambda: parse_manifest(data_dict, source=str(targets[0]), base_dir=folder),
+    )
     return targets

@@ -7,6 +7,7 @@ each with its field path, what is wrong and how to fix it.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import json
 import os
 import re
@@ -111,6 +112,14 @@ def _base_dir(info: ValidationInfo) -> Path | None:
     context = info.context or {}
     base = context.get("base_dir")
     return Path(base) if base is not None else None
+
+
+def _is_ipv4(value: str) -> bool:
+    try:
+        ipaddress.IPv4Address(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _k8s_name(value: str | None, what: str) -> str | None:
@@ -228,7 +237,7 @@ class ModelSpec(Strict):
     @field_validator("path")
     @classmethod
     def _path_is_rds(cls, value: str, info: ValidationInfo) -> str:
-        if not value.endswith(".rds"):
+        if not value.lower().endswith(".rds"):  # readRDS() and saveRDS() ignore the case
             raise _problem(
                 "not_rds", f"{_short(value)} is not an .rds file", "save the model with saveRDS()"
             )
@@ -694,6 +703,13 @@ class ServiceSpec(Strict):
         if value is not None and (len(value) > 253 or not DNS_NAME.fullmatch(value)):
             raise _problem(
                 "bad_host", f"{_short(value)} is not a DNS host name", "e.g. boston.example.com"
+            )
+        if value is not None and _is_ipv4(value):
+            # The API server refuses an IP address as an Ingress host.
+            raise _problem(
+                "bad_host",
+                f"{_short(value)} is an IP address; an Ingress routes by host name",
+                "give the DNS name that resolves to the ingress, e.g. boston.example.com",
             )
         return value
 

@@ -10,6 +10,7 @@ bcrypt hashes and sizing.json) is decided here, so ``render.py`` stays a pure fu
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ from rmodelpack.render import (
     bcrypt_hashes,
     check_output_dir,
     predict_body,
+    render_context,
     render_files,
     write_atomically,
 )
@@ -372,7 +374,10 @@ def serve(
     on_output: Callable[[str], None] | None = None,
 ) -> tuple[str | None, int]:
     """Serve the model on 127.0.0.1:``port``: natively (R + nginx) or, with ``docker``, the
-    built image hardened as in Kubernetes. Returns (container id or None, exit status)."""
+    built image hardened as in Kubernetes. Returns (container id or None, exit status).
+
+    Natively without ``out_dir``, the build context is served from a temporary folder, so no
+    basic-auth password is asked for; with ``out_dir`` the whole output is rendered there."""
     loaded = _loaded(source)
     if docker:
         built = build(loaded, out_dir, on_progress=on_progress)
@@ -383,11 +388,23 @@ def serve(
             "(read-only, non-root, no capabilities)",
         )
         return serve_docker(built.image, port, name=name, detach=detach, on_output=on_output)
-    rendered = render(loaded, out_dir, on_progress=on_progress)
+    if out_dir is not None:
+        rendered = render(loaded, out_dir, on_progress=on_progress)
+        return None, _serve_natively(loaded, rendered.out_dir, rendered.image, port, on_progress)
+    # Without an output folder to fill, the build context is enough: the chart's values, and
+    # with them the basic-auth passwords, play no part in a native server.
+    context = render_context(loaded.manifest, loaded.base_dir)
+    with tempfile.TemporaryDirectory(prefix="rmodelpack-context-") as tmp:
+        write_atomically(context.files, Path(tmp) / "context")
+        return None, _serve_natively(
+            loaded, Path(tmp) / "context", context.image, port, on_progress
+        )
+
+
+def _serve_natively(
+    loaded: LoadedManifest, context_dir: Path, image: str, port: int, on_progress: Progress
+) -> int:
     _report(
-        on_progress,
-        "serve",
-        f"serving {rendered.image} natively on http://127.0.0.1:{port} (Ctrl-C stops)",
+        on_progress, "serve", f"serving {image} natively on http://127.0.0.1:{port} (Ctrl-C stops)"
     )
-    model_path = loaded.base_dir / loaded.manifest.model.path
-    return None, serve_native(rendered.out_dir, port, model_path)
+    return serve_native(context_dir, port, loaded.base_dir / loaded.manifest.model.path)

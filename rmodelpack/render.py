@@ -482,6 +482,14 @@ def _not_json(constant: str) -> None:
     raise ValueError(f"{constant} is not a JSON value")
 
 
+def render_context(manifest: Manifest, base_dir: Path) -> Rendered:
+    """The build context alone (what the image and a native server run), without the chart's
+    values: no basic-auth password is needed."""
+    model_sha256 = sha256_file(base_dir / manifest.model.path)
+    files = image_files(manifest, base_dir, model_sha256)
+    return Rendered(files, f"{manifest.repository}:{image_tag(manifest, files)}", model_sha256)
+
+
 def render_files(
     manifest: Manifest,
     base_dir: Path,

@@ -8,11 +8,12 @@ import copy
 import datetime
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import run_cli
+from conftest import require_tool, run_cli
 from test_manifest import MINIMAL, problems_of
 
 from rmodelpack.exceptions import (
@@ -228,3 +229,56 @@ def test_a_manifest_with_a_wrong_api_version_gets_the_manifests_error(project: P
     result = run_cli("deploy", str(project / "rmodel.yaml"), "--dry-run")
     assert result.returncode == 2, result.stderr
     assert "apiVersion" in result.stderr and "model.name" not in result.stderr
+
+
+def saved_in_r(folder: Path, code: str) -> None:
+    rscript = require_tool("Rscript")
+    subprocess.run([rscript, "-e", code], cwd=folder, check=True, capture_output=True)
+
+
+def test_init_takes_a_model_saved_as_upper_case_rds(tmp_path: Path) -> None:
+    saved_in_r(tmp_path, "saveRDS(lm(mpg ~ wt, mtcars), 'model.RDS')")
+    result = run_cli("init", str(tmp_path / "model.RDS"))
+    assert result.returncode == 0, result.stderr
+    assert yaml.safe_load((tmp_path / "rmodel.yaml").read_text())["model"]["path"] == "model.RDS"
+
+
+def test_init_types_whole_numbers_by_the_models_terms_not_by_read_csv(tmp_path: Path) -> None:
+    """read.csv reads a column of whole numbers as integer; lm saw it as numeric, so an input
+    of 6.5 must be valid."""
+    saved_in_r(
+        tmp_path,
+        "saveRDS(lm(mpg ~ cyl + wt, mtcars), 'model.rds'); "
+        "write.csv(mtcars, 'sample.csv', row.names = FALSE)",
+    )
+    result = run_cli("init", str(tmp_path / "model.rds"), "--data", str(tmp_path / "sample.csv"))
+    assert result.returncode == 0, result.stderr
+    columns = yaml.safe_load((tmp_path / "rmodel.yaml").read_text())["input"]["columns"]
+    assert {c["name"]: c["type"] for c in columns} == {"cyl": "number", "wt": "number"}
+
+
+def test_init_force_onto_a_folder_named_like_the_manifest_is_exit_2(tmp_path: Path) -> None:
+    saved_in_r(tmp_path, "saveRDS(lm(mpg ~ wt, mtcars), 'model.rds')")
+    (tmp_path / "rmodel.yaml").mkdir()
+    result = run_cli("init", str(tmp_path / "model.rds"), "--force")
+    assert result.returncode == 2, result.stderr
+    assert "is not a file" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "score.R").exists()
+
+
+def test_a_refused_init_force_gives_score_r_its_text_back(tmp_path: Path) -> None:
+    """A sample whose factor has no levels makes a manifest validation refuses; the score.R that
+    --force overwrote first must come back, not be deleted."""
+    saved_in_r(
+        tmp_path,
+        "saveRDS(list(a = 1), 'model.rds'); "
+        "saveRDS(data.frame(g = factor(character(0))), 'sample.rds')",
+    )
+    (tmp_path / "score.R").write_text("# my own scorer\n")
+    result = run_cli(
+        "init", str(tmp_path / "model.rds"), "--data", str(tmp_path / "sample.rds"), "--force"
+    )
+    assert result.returncode == 2, result.stderr
+    assert "needs its levels" in result.stderr
+    assert (tmp_path / "score.R").read_text() == "# my own scorer\n"
+    assert not (tmp_path / "rmodel.yaml").exists()

@@ -288,14 +288,16 @@ def test_deploy_dry_run_renders_the_shipped_chart(installed: Installed, rendered
 
 @pytest.mark.r
 def test_serve_natively_answers_a_prediction(installed: Installed):
+    """Without the basic-auth password: a native server needs no chart values."""
     require_tool("Rscript")
+    env = {k: v for k, v in installed.env().items() if k != "BOSTON_SCORER_PASSWORD"}
     port = free_port()
     log = installed.workdir / "serve.log"
     with log.open("wb") as log_file:
         server = subprocess.Popen(
             [str(installed.venv / "bin" / "rmodelpack"), "serve", "boston-rf", "--port", str(port)],
             cwd=installed.workdir,
-            env=installed.env(),
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=log_file,
             stderr=subprocess.STDOUT,

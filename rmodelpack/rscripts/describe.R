@@ -9,7 +9,15 @@ model_levels <- function(model) {
   model$forest$xlevels
 }
 
-column_from_vector <- function(name, x) {
+# R's own record of how the model saw a column ("numeric" for integers too), if it kept one.
+model_class <- function(name) {
+  tm <- tryCatch(terms(model), error = function(e) NULL)
+  classes <- if (is.null(tm)) NULL else attr(tm, "dataClasses")
+  if (is.null(classes) || is.na(classes[name])) NA_character_ else unname(classes[name])
+}
+
+# guessed: the column's type is read.csv's guess from its text (whole numbers become integer).
+column_from_vector <- function(name, x, guessed = FALSE) {
   trained <- model_levels(model)[[name]]
   if (is.character(x) && length(trained) > 0) x <- factor(x, levels = trained)
   if (is.factor(x)) {
@@ -17,14 +25,15 @@ column_from_vector <- function(name, x) {
     return(list(name = name, type = "factor", levels = I(levels)))
   }
   if (is.logical(x)) return(list(name = name, type = "boolean"))
-  if (is.integer(x)) return(list(name = name, type = "integer"))
+  if (is.integer(x) && !guessed && !identical(model_class(name), "numeric"))
+    return(list(name = name, type = "integer"))
   if (is.numeric(x)) return(list(name = name, type = "number"))
   list(name = name, type = "string")
 }
 
-columns_from_frame <- function(df, predictors = NULL, drop = character()) {
+columns_from_frame <- function(df, predictors = NULL, drop = character(), guessed = FALSE) {
   keep <- setdiff(if (is.null(predictors)) names(df) else intersect(predictors, names(df)), drop)
-  unname(lapply(keep, function(n) column_from_vector(n, df[[n]])))
+  unname(lapply(keep, function(n) column_from_vector(n, df[[n]], guessed)))
 }
 
 predictor_names <- function(model) {
@@ -86,9 +95,10 @@ output_kind <- function(model) {
 }
 
 columns <- if (!is.na(sample_path)) {
-  df <- if (grepl("\\.rds$", sample_path, ignore.case = TRUE)) readRDS(sample_path) else
+  from_rds <- grepl("\\.rds$", sample_path, ignore.case = TRUE)
+  df <- if (from_rds) readRDS(sample_path) else
     utils::read.csv(sample_path, stringsAsFactors = TRUE)
-  columns_from_frame(df, predictor_names(model), drop = response_name(model))
+  columns_from_frame(df, predictor_names(model), drop = response_name(model), guessed = !from_rds)
 } else {
   cols <- columns_from_terms(model)
   if (is.null(cols)) cols <- columns_from_recipe(model)

@@ -128,6 +128,8 @@ CASES = [
     same("service.host", "ingress.host", "boston.example.com", True),
     same("service.host", "ingress.host", "Bad_Host", False),
     same("service.host", "ingress.host", ".".join(["a" * 50] * 6), False),
+    same("service.host", "ingress.host", "10.0.0.1", False),
+    same("service.host", "ingress.host", "10.0.0.256", True),  # not an IP: a DNS name
     same("service.ingress.flavor", "ingress.flavor", "haproxy", False),
     Case(
         "autoscaling min above max",
