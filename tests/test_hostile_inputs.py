@@ -173,6 +173,18 @@ def test_a_password_that_is_not_utf8_is_a_credential_error(
         render(project, project / "out")
 
 
+@pytest.mark.parametrize("host", ["10.0.0.1", "010.0.0.1", "0.0.0.0"])
+def test_an_ip_address_is_not_an_ingress_host(project: Path, host: str) -> None:
+    """The API server refuses an IP as an Ingress host, leading zeros included (it reads
+    010.0.0.1 as an IP); validation said nothing and deploy failed."""
+    assert "is an IP address" in problems_of(changed("service.host", host), project)["service.host"]
+
+
+@pytest.mark.parametrize("host", ["10.0.0.256", "1.2.3.4.example.com", "ml.example.com"])
+def test_a_host_name_made_of_digits_is_still_a_host_name(project: Path, host: str) -> None:
+    parse_manifest(changed("service.host", host), source="rmodel.yaml", base_dir=project)
+
+
 @pytest.mark.parametrize("folder", ["2024-model", "a" * 80, "---", "My Model!"])
 def test_init_names_a_model_by_the_manifests_rule(project: Path, folder: str) -> None:
     name = service_name(Path(f"/projects/{folder}/model.rds"), None)
