@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from rmodelpack import pipeline
+from rmodelpack.containers import Terminated
 from rmodelpack.contract import DEFAULT_OUT_DIR
 from rmodelpack.exceptions import RmodelpackError, UsageError
 from rmodelpack.init import init_manifest
@@ -37,6 +38,7 @@ FLAGS = {
     "dry_run": "--dry-run",
     "extra_values": "-f/--values",
     "docker": "--docker",
+    "port": "-p/--port",
 }
 
 
@@ -293,6 +295,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RmodelpackError as exc:
         err.print(f"error: {error_text(exc)}", markup=False)
         return exc.exit_code
+    except Terminated:
+        err.print("terminated", markup=False)
+        return 143
     except KeyboardInterrupt:
         err.print("interrupted", markup=False)
         return 130

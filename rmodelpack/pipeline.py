@@ -242,13 +242,24 @@ def size(
 ) -> SizeResult:
     """Build the image, run it with 1 and N workers on 127.0.0.1:``port``, score the example
     rows, and store the measurement in the output (values.yaml's memory, unless the manifest
-    sets it, when N is the pods' worker count)."""
+    sets it, when N is the pods' worker count). A bad or taken port and a worker count out of
+    runtime.workers' range are refused before the build."""
+    from rmodelpack.containers import check_port
+    from rmodelpack.settings import WORKERS
+
+    check_port(port)
     loaded = _loaded(source)
     manifest = loaded.manifest
     body = predict_body(manifest, loaded.base_dir)
     if body is None:
         raise UsageError("sizing scores example rows: set input.example in the manifest")
     count = sizing_workers(manifest, workers)
+    if not WORKERS.minimum <= count <= WORKERS.maximum:
+        raise UsageError(
+            f"cannot measure {count} workers: the worker count must be from {WORKERS.minimum} "
+            f"to {WORKERS.maximum} (the range of {WORKERS.manifest})",
+            parameter="workers",
+        )
     built = build(loaded, out_dir, client=client, on_progress=on_progress)
     _report(
         on_progress,
@@ -377,7 +388,11 @@ def serve(
     built image hardened as in Kubernetes. Returns (container id or None, exit status).
 
     Natively without ``out_dir``, the build context is served from a temporary folder, so no
-    basic-auth password is asked for; with ``out_dir`` the whole output is rendered there."""
+    basic-auth password is asked for; with ``out_dir`` the whole output is rendered there.
+    A port out of range or already taken on 127.0.0.1 is refused before any work."""
+    from rmodelpack.containers import check_port
+
+    check_port(port)
     loaded = _loaded(source)
     if docker:
         built = build(loaded, out_dir, on_progress=on_progress)

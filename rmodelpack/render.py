@@ -182,6 +182,7 @@ def runtime_config(manifest: Manifest, model_sha256: str) -> dict[str, Any]:
         },
         "output": manifest.output.model_dump(),
         "runtime": {**manifest.runtime.model_dump(), "port": CONTAINER_PORT},
+        "bounds": settings.runtime_bounds(),
         "packages": sorted(manifest.r.packages),
         "rmodelpack_version": __version__,  # the server's version in the OIP server metadata
     }

@@ -5,6 +5,7 @@ Library code: output of the server goes to a callback, never to our own stdout.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -14,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
-from rmodelpack.containers import run_hardened
+from rmodelpack.containers import run_hardened, sigterm_as_interrupt
 from rmodelpack.exceptions import BuildError, ToolNotFound
 
 Output = Callable[[str], None] | None
@@ -87,23 +88,31 @@ def serve_docker(
     """Run the image hardened as in Kubernetes, published on 127.0.0.1:port only.
 
     The container's log goes to ``on_output`` as it comes. Returns (container id, exit status);
-    with detach the status is 0 and the container runs on.
+    with detach the status is 0 and the container runs on. In the foreground, Ctrl-C and SIGTERM
+    alike stop the container gracefully and remove it (status 0); a port that is taken is a
+    ``UsageError`` naming ``port``, and no container is left behind.
     """
     import docker
 
     try:
-        container = run_hardened(docker.from_env(), image, port, name=name)
+        client = docker.from_env()
     except docker.errors.DockerException as exc:
-        raise BuildError(f"docker run {image} failed: {exc}") from exc
+        raise BuildError(f"cannot reach the docker engine: {exc}") from exc
     if detach:
-        return container.id, 0
-    try:
-        for chunk in container.logs(stream=True, follow=True):
-            if on_output is not None:
-                on_output(chunk.decode(errors="replace"))
-        return container.id, container.wait()["StatusCode"]
-    except KeyboardInterrupt:
-        container.stop(timeout=40)
-        return container.id, 0
-    finally:
-        container.remove(force=True)
+        return run_hardened(client, image, port, name=name).id, 0
+    with sigterm_as_interrupt():
+        container = run_hardened(client, image, port, name=name)
+        try:
+            try:
+                for chunk in container.logs(stream=True, follow=True):
+                    if on_output is not None:
+                        on_output(chunk.decode(errors="replace"))
+                return container.id, container.wait()["StatusCode"]
+            except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (containers.Terminated)
+                container.stop(timeout=40)
+                return container.id, 0
+            except docker.errors.DockerException as exc:
+                raise BuildError(f"docker failed while serving {image}: {exc}") from exc
+        finally:
+            with contextlib.suppress(docker.errors.NotFound):
+                container.remove(force=True)

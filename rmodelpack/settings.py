@@ -106,7 +106,7 @@ SCORING_ROWWISE = Setting(
     description="The scoring script scores each row on its own, so requests may be batched.",
 )
 # Part of the image contract, not of the manifest: the chart may move it, the image says 8000.
-PORT = Setting(None, "runtime.port", "RMP_PORT", CONTAINER_PORT)
+PORT = Setting(None, "runtime.port", "RMP_PORT", CONTAINER_PORT, 1, 65535)
 
 SETTINGS: tuple[Setting, ...] = (
     WORKERS,
@@ -119,6 +119,19 @@ SETTINGS: tuple[Setting, ...] = (
     SCORING_ROWWISE,
     PORT,
 )
+
+
+def runtime_bounds() -> dict[str, dict[str, int]]:
+    """Each integer setting's range by its path in the runtime config: the runtime refuses an
+    RMP_* override outside it (the manifest and the chart check their own values)."""
+    return {
+        setting.chart if setting.manifest is None else setting.manifest: {
+            "min": setting.minimum,
+            "max": setting.maximum,
+        }
+        for setting in SETTINGS
+        if setting.env and setting.minimum is not None and setting.maximum is not None
+    }
 
 
 def workers_for_cpu(cpu: str) -> int:

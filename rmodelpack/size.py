@@ -22,8 +22,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from rmodelpack.containers import run_hardened, wait_ready
-from rmodelpack.exceptions import UsageError
+from rmodelpack.containers import run_hardened, sigterm_as_interrupt, wait_ready
+from rmodelpack.exceptions import BuildError, UsageError
 
 # Headroom over the measured working set: R's heap grows between garbage collections.
 REQUEST_MARGIN = 0.3
@@ -174,14 +174,20 @@ def size_image(
     client: Any = None,
     on_progress: Progress = None,
 ) -> Sizing:
+    """Measure ``image`` with 1 and ``workers`` workers on 127.0.0.1:``port``. Each container is
+    removed when its measurement ends, fails, or is interrupted (Ctrl-C or SIGTERM)."""
     import docker
 
-    docker_client = client or docker.from_env()
-    one = measure(docker_client, image, 1, example_body, port, on_progress)
-    many = (
-        one
-        if workers == 1
-        else measure(docker_client, image, workers, example_body, port, on_progress)
-    )
+    try:
+        docker_client = client or docker.from_env()
+        with sigterm_as_interrupt():
+            one = measure(docker_client, image, 1, example_body, port, on_progress)
+            many = (
+                one
+                if workers == 1
+                else measure(docker_client, image, workers, example_body, port, on_progress)
+            )
+    except docker.errors.DockerException as exc:
+        raise BuildError(f"docker failed while measuring {image}: {exc}") from exc
     request, limit = recommend(one, many)
     return Sizing(model_sha256, image, workers, one, many, request, limit)

@@ -128,9 +128,11 @@ def test_runtime_config_carries_every_runtime_field(tmp_path: Path):
         "input",
         "output",
         "runtime",
+        "bounds",
         "packages",
         "rmodelpack_version",
     }
+    assert config["bounds"]["runtime.workers"] == {"min": 1, "max": 64}
     assert set(config["runtime"]) == {
         "workers",
         "threads",

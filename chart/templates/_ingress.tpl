@@ -55,6 +55,15 @@ rejections (IP, rate) before authentication, and buffering last, once the caller
 {{- join "," $names }}
 {{- end }}
 
+{{/*
+The main router's Middleware references, as the Ingress annotation wants them: the chart's own,
+then ingress.extraMiddlewares (already provider-qualified, e.g. <namespace>-<name>@kubernetescrd).
+*/}}
+{{- define "rmodelpack.routerMiddlewares" -}}
+{{- $own := include "rmodelpack.crdRefs" (list . (include "rmodelpack.middlewareNames" .)) }}
+{{- join "," (compact (concat (list $own) .Values.ingress.extraMiddlewares)) }}
+{{- end }}
+
 {{- define "rmodelpack.redirectMiddlewareName" -}}
 {{- include "rmodelpack.componentName" (list . "redirect-https") }}
 {{- end }}
@@ -85,6 +94,32 @@ redirects by annotation on the one Ingress.
 {{- end }}
 
 {{/*
+The annotations the chart sets on the main Ingress, and on the Traefik http-redirect Ingress.
+rmodelpack.validateValues refuses user annotations with the same keys.
+*/}}
+{{- define "rmodelpack.ingressAnnotations" -}}
+{{- if include "rmodelpack.isNginx" . }}
+{{- include "rmodelpack.nginxAnnotations" . }}
+{{- else }}
+{{- if .Values.tls.enabled }}
+traefik.ingress.kubernetes.io/router.entrypoints: {{ .Values.ingress.entrypoints.https | quote }}
+traefik.ingress.kubernetes.io/router.tls: "true"
+traefik.ingress.kubernetes.io/router.tls.options: {{ include "rmodelpack.crdRefs" (list . (include "rmodelpack.tlsOptionName" .)) | quote }}
+{{- else }}
+traefik.ingress.kubernetes.io/router.entrypoints: {{ .Values.ingress.entrypoints.http | quote }}
+{{- end }}
+{{- with include "rmodelpack.routerMiddlewares" . }}
+traefik.ingress.kubernetes.io/router.middlewares: {{ . | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "rmodelpack.redirectIngressAnnotations" -}}
+traefik.ingress.kubernetes.io/router.entrypoints: {{ .Values.ingress.entrypoints.http | quote }}
+traefik.ingress.kubernetes.io/router.middlewares: {{ include "rmodelpack.crdRefs" (list . (include "rmodelpack.redirectMiddlewareName" .)) | quote }}
+{{- end }}
+
+{{/*
 ingress-nginx's annotations for everything the Traefik flavor does with middlewares and
 TLSOptions. Annotation values must be strings. The body limit is always set: ingress-nginx
 enforces its own 1m default otherwise, which would cut below a larger runtime.maxBodyBytes.
@@ -107,16 +142,16 @@ nginx.ingress.kubernetes.io/whitelist-source-range: {{ join "," $v.ipAllowList.s
 {{- end }}
 {{- if $v.rateLimit.enabled }}
 {{- $unit := get (dict "1s" "rps" "1m" "rpm") (toString $v.rateLimit.period) }}
-nginx.ingress.kubernetes.io/limit-{{ $unit }}: {{ $v.rateLimit.average | toString | quote }}
+nginx.ingress.kubernetes.io/limit-{{ $unit }}: {{ int64 $v.rateLimit.average | quote }}
 {{- /* nginx takes the burst as a multiple of the rate; round up so the burst is never smaller. */}}
 nginx.ingress.kubernetes.io/limit-burst-multiplier: {{ div (add $v.rateLimit.burst $v.rateLimit.average -1) $v.rateLimit.average | max 1 | toString | quote }}
 {{- with $v.rateLimit.connections }}
-nginx.ingress.kubernetes.io/limit-connections: {{ . | toString | quote }}
+nginx.ingress.kubernetes.io/limit-connections: {{ int64 . | quote }}
 {{- end }}
 {{- end }}
 {{- if $v.auth.enabled }}
 nginx.ingress.kubernetes.io/auth-type: basic
-nginx.ingress.kubernetes.io/auth-secret: {{ include "rmodelpack.authSecretName" . }}
+nginx.ingress.kubernetes.io/auth-secret: {{ include "rmodelpack.authSecretName" . | quote }}
 nginx.ingress.kubernetes.io/auth-secret-type: auth-file
 nginx.ingress.kubernetes.io/auth-realm: {{ default (include "rmodelpack.fullname" .) $v.auth.realm | quote }}
 {{- end }}
@@ -128,7 +163,7 @@ A NetworkPolicy peer: every pod of a namespace, or only the pods with the given 
 {{- define "rmodelpack.networkPolicyPeer" -}}
 - namespaceSelector:
     matchLabels:
-      kubernetes.io/metadata.name: {{ .namespace }}
+      kubernetes.io/metadata.name: {{ .namespace | quote }}
   {{- with .podLabels }}
   podSelector:
     matchLabels:
@@ -147,7 +182,7 @@ The one Ingress rule: the host, the path prefix, the Service.
         pathType: Prefix
         backend:
           service:
-            name: {{ include "rmodelpack.fullname" . }}
+            name: {{ include "rmodelpack.fullname" . | quote }}
             port:
               name: http
 {{- end }}

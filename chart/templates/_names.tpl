@@ -39,26 +39,35 @@ Usage: include "rmodelpack.componentName" (list . "auth")
 {{- end }}
 
 {{/*
-The version label: the model's version when known, else the image tag.
+The version label: the model's version when known, else the image tag. A label value starts and
+ends with a letter or digit; an image tag may start with '_' or, cut to 63, end in '.' or '-'.
 */}}
 {{- define "rmodelpack.version" -}}
-{{- default (default .Chart.AppVersion .Values.image.tag) .Values.model.version | trunc 63 | trimSuffix "-" }}
+{{- $version := default (default .Chart.AppVersion .Values.image.tag) .Values.model.version | trunc 63 }}
+{{- regexReplaceAll "^[^A-Za-z0-9]+|[^A-Za-z0-9]+$" $version "" }}
 {{- end }}
 
 {{- define "rmodelpack.labels" -}}
-helm.sh/chart: {{ include "rmodelpack.chart" . }}
-{{ include "rmodelpack.selectorLabels" . }}
-app.kubernetes.io/version: {{ include "rmodelpack.version" . | quote }}
-app.kubernetes.io/managed-by: {{ .Release.Service }}
-app.kubernetes.io/component: model-server
+{{ include "rmodelpack.chartLabels" . }}
 {{- with .Values.commonLabels }}
 {{ toYaml . }}
 {{- end }}
 {{- end }}
 
+{{/*
+The labels the chart sets itself; rmodelpack.validateValues refuses user labels with these keys.
+*/}}
+{{- define "rmodelpack.chartLabels" -}}
+helm.sh/chart: {{ include "rmodelpack.chart" . | quote }}
+{{ include "rmodelpack.selectorLabels" . }}
+app.kubernetes.io/version: {{ include "rmodelpack.version" . | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service | quote }}
+app.kubernetes.io/component: model-server
+{{- end }}
+
 {{- define "rmodelpack.selectorLabels" -}}
-app.kubernetes.io/name: {{ include "rmodelpack.name" . }}
-app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/name: {{ include "rmodelpack.name" . | quote }}
+app.kubernetes.io/instance: {{ .Release.Name | quote }}
 {{- end }}
 
 {{- define "rmodelpack.serviceAccountName" -}}
@@ -86,4 +95,12 @@ Label that admits a pod through the NetworkPolicy (the helm test pod carries it)
 */}}
 {{- define "rmodelpack.clientLabel" -}}
 {{ include "rmodelpack.fullname" . | trunc 56 | trimSuffix "-" }}-client: "true"
+{{- end }}
+
+{{/*
+An int-or-string field (a count or a percentage): a count stays a number (the API reads the string
+"1" as an invalid percentage), anything else is quoted.
+*/}}
+{{- define "rmodelpack.intOrPercent" -}}
+{{- if regexMatch "^[0-9]+$" (toString .) }}{{ int64 . }}{{ else }}{{ quote . }}{{ end }}
 {{- end }}

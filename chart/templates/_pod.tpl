@@ -25,6 +25,31 @@ Where the pod reads model.rds for the url and pvc sources (the image source need
 {{- end }}
 
 {{/*
+Every container's securityContext: containerSecurityContext, with the fields Pod Security
+"restricted" requires filled in where a value is missing (helm deletes a value set to null). The
+schema refuses values that contradict them.
+*/}}
+{{- define "rmodelpack.containerSecurityContext" -}}
+{{- $context := omit .Values.containerSecurityContext "enabled" | deepCopy }}
+{{- $required := dict
+  "allowPrivilegeEscalation" false
+  "runAsNonRoot" true
+  "capabilities" (dict "drop" (list "ALL"))
+  "seccompProfile" (dict "type" "RuntimeDefault") }}
+{{- range $key, $value := $required }}
+{{- $current := index $context $key }}
+{{- if kindIs "invalid" $current }}
+{{- $_ := set $context $key $value }}
+{{- else if kindIs "map" $value }}
+{{- range $field, $default := $value }}
+{{- if kindIs "invalid" (index $current $field) }}{{ $_ := set $current $field $default }}{{ end }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- toYaml $context }}
+{{- end }}
+
+{{/*
 Grace period: preStop sleep + the server's drain + the longest in-flight request + a margin for
 process exit, so the kubelet never SIGKILLs a pod that is still finishing requests.
 */}}
@@ -81,12 +106,10 @@ echoed.
 */}}
 {{- define "rmodelpack.modelDownloadContainer" -}}
 - name: fetch-model
-  image: {{ include "rmodelpack.image" . }}
-  imagePullPolicy: {{ .Values.image.pullPolicy }}
-  {{- if .Values.containerSecurityContext.enabled }}
+  image: {{ include "rmodelpack.image" . | quote }}
+  imagePullPolicy: {{ .Values.image.pullPolicy | quote }}
   securityContext:
-    {{- omit .Values.containerSecurityContext "enabled" | toYaml | nindent 4 }}
-  {{- end }}
+    {{- include "rmodelpack.containerSecurityContext" . | nindent 4 }}
   {{- /* An image built before the script existed would fail with a bare "No such file" (127). */}}
   command:
     - /bin/bash

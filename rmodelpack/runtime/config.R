@@ -55,20 +55,57 @@ rmp_apply_env <- function(cfg) {
   cfg
 }
 
-rmp_int <- function(value, path, min = 1L) {
+# A setting as its error names it: with the variable that overrides it, if one does.
+rmp_setting_name <- function(path) {
+  var <- names(rmp_env_overrides)[vapply(rmp_env_overrides, identical, TRUE, path)]
+  if (length(var)) paste0("'", path, "' (", var[[1]], ")") else paste0("'", path, "'")
+}
+
+# bounds: the setting's range from the config's "bounds" (settings.py); an older config without
+# it gets a lower bound of 1 and R's integer range.
+rmp_int <- function(value, path, bounds = NULL) {
+  low <- bounds$min %||% 1L
+  high <- bounds$max %||% .Machine$integer.max
   number <- suppressWarnings(as.numeric(value))
-  if (length(number) != 1 || is.na(number) || number < min || number != round(number)) {
-    rmp_config_error("config key '", path, "' must be an integer >= ", min, ", got '",
-                     paste(format(value), collapse = ","), "'")
+  if (length(number) != 1 || is.na(number) || number != round(number) ||
+      number < low || number > high) {
+    rmp_config_error("config key ", rmp_setting_name(path), " must be a whole number from ",
+                     format(low, scientific = FALSE), " to ", format(high, scientific = FALSE),
+                     ", got '", paste(format(value), collapse = ","), "'")
   }
   as.integer(number)
 }
 
-rmp_resolve_workers <- function(value) {
+rmp_resolve_workers <- function(value, bounds) {
   if (identical(as.character(value), "auto")) {
-    return(max(1L, parallel::detectCores(logical = TRUE)))
+    return(max(1L, min(rmp_available_cores(), bounds$max %||% 64L)))
   }
-  rmp_int(value, "runtime.workers")
+  rmp_int(value, "runtime.workers", bounds)
+}
+
+# The cores this process may use: the cgroup's CPU quota when one is set (docker --cpus, a
+# Kubernetes CPU limit), else the machine's. Natively and in docker, "auto" means this.
+rmp_available_cores <- function() {
+  cores <- parallel::detectCores(logical = TRUE)
+  quota <- rmp_cgroup_cpu_quota()
+  if (is.na(quota)) cores else min(cores, max(1L, ceiling(quota)))
+}
+
+# cgroup v2's cpu.max ("max 100000" or "50000 100000"), or v1's cfs quota and period; NA when
+# unlimited or unreadable.
+rmp_cgroup_cpu_quota <- function() {
+  read_numbers <- function(path) {
+    text <- tryCatch(readLines(path, n = 1L, warn = FALSE), error = function(e) character())
+    if (!length(text)) return(numeric())
+    suppressWarnings(as.numeric(strsplit(trimws(text[[1]]), "[[:space:]]+")[[1]]))
+  }
+  v2 <- read_numbers("/sys/fs/cgroup/cpu.max")
+  if (length(v2) == 2L) return(if (is.na(v2[[1]]) || v2[[2]] <= 0) NA_real_ else v2[[1]] / v2[[2]])
+  quota <- read_numbers("/sys/fs/cgroup/cpu/cpu.cfs_quota_us")
+  period <- read_numbers("/sys/fs/cgroup/cpu/cpu.cfs_period_us")
+  if (length(quota) != 1L || length(period) != 1L || is.na(quota) || quota <= 0 ||
+      is.na(period) || period <= 0) return(NA_real_)
+  quota / period
 }
 
 # Until every renderer emits runtime.batching, a json without it gets these (COMMON defaults).
@@ -78,13 +115,15 @@ rmp_bool <- function(value, path) {
   if (is.logical(value) && length(value) == 1 && !is.na(value)) return(value)
   text <- tolower(paste(format(value), collapse = ","))
   if (text %in% c("true", "false")) return(text == "true")
-  rmp_config_error("config key '", path, "' must be true or false, got '", text, "'")
+  rmp_config_error("config key ", rmp_setting_name(path), " must be true or false, got '",
+                   text, "'")
 }
 
-rmp_normalise_batching <- function(batching) {
+rmp_normalise_batching <- function(batching, bounds) {
   batching <- utils::modifyList(rmp_batching_defaults, batching %||% list())
   list(enabled = rmp_bool(batching$enabled, "runtime.batching.enabled"),
-       max_rows = rmp_int(batching$max_rows, "runtime.batching.max_rows"))
+       max_rows = rmp_int(batching$max_rows, "runtime.batching.max_rows",
+                          bounds[["runtime.batching.max_rows"]]))
 }
 
 # Batching scores concurrent requests in one call on their concatenated rows: right for
@@ -97,12 +136,13 @@ rmp_batching_on <- function(cfg) {
 
 rmp_normalise_runtime <- function(cfg) {
   rt <- cfg$runtime
-  rt$workers <- rmp_resolve_workers(rt$workers)
-  for (key in c("threads", "max_body_bytes", "timeout_seconds", "port")) {
-    rt[[key]] <- rmp_int(rt[[key]], paste0("runtime.", key))
+  bounds <- cfg$bounds %||% list(runtime.drain_seconds = list(min = 0L))
+  rt$workers <- rmp_resolve_workers(rt$workers, bounds[["runtime.workers"]])
+  for (key in c("threads", "max_body_bytes", "timeout_seconds", "drain_seconds", "port")) {
+    path <- paste0("runtime.", key)
+    rt[[key]] <- rmp_int(rt[[key]], path, bounds[[path]])
   }
-  rt$drain_seconds <- rmp_int(rt$drain_seconds, "runtime.drain_seconds", min = 0L)
-  rt$batching <- rmp_normalise_batching(rt$batching)
+  rt$batching <- rmp_normalise_batching(rt$batching, bounds)
   cfg$runtime <- rt
   cfg$input$max_rows <- rmp_int(cfg$input$max_rows, "input.max_rows")
   if (!cfg$input$extra_columns %in% c("ignore", "reject")) {

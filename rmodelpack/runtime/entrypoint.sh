@@ -20,8 +20,11 @@ find_nginx() {
 }
 
 NGINX="$(find_nginx)"
-mkdir -p "$RMP_TMPDIR"
-RUN_DIR="$(mktemp -d "$RMP_TMPDIR/rmodelpack.XXXXXX")"
+if ! RUN_DIR="$(mkdir -p "$RMP_TMPDIR" && mktemp -d "$RMP_TMPDIR/rmodelpack.XXXXXX")"; then
+  log "cannot create the run directory in $RMP_TMPDIR (a read-only filesystem?): mount a" \
+    "writable volume there (the chart mounts an emptyDir at /tmp), or set RMP_TMPDIR"
+  exit 1
+fi
 export RMP_RUN_DIR="$RUN_DIR"
 # R's own tempdir goes below the run directory too, so a read-only root filesystem works.
 mkdir -p "$RUN_DIR/tmp"
@@ -38,18 +41,19 @@ SUPERVISOR_PID=""
 NGINX_PID=""
 SHUTTING_DOWN=0
 
-# One pid per line (the w<i>.up files have no trailing newline).
-worker_pids() {
-  local up
-  for up in "$RUN_DIR"/w*.up; do
-    [ -f "$up" ] && printf '%s\n' "$(cat "$up")"
+# One pid per line: the workers (the w<i>.up files have no trailing newline), and a model
+# loader at work with the workers it has forked so far (supervisor.R).
+r_child_pids() {
+  local file
+  for file in "$RUN_DIR"/w*.up "$RUN_DIR/loader.pid" "$RUN_DIR/loader.forked"; do
+    [ -f "$file" ] && printf '%s\n' "$(cat "$file")"
   done
   return 0
 }
 
 stop_r() {
   local pids
-  pids="$(worker_pids)"
+  pids="$(r_child_pids)"
   [ -n "$SUPERVISOR_PID" ] && kill -TERM "$SUPERVISOR_PID" 2>/dev/null || true
   # shellcheck disable=SC2086
   [ -n "$pids" ] && kill -TERM $pids 2>/dev/null || true
@@ -83,6 +87,8 @@ wait_gone() {
 }
 
 drain_and_exit() {
+  # A second signal during the drain must not start it again (and stretch the shutdown).
+  [ "$SHUTTING_DOWN" -eq 1 ] && return
   SHUTTING_DOWN=1
   touch "$RUN_DIR/draining"
   rm -f "$RUN_DIR/ready"
@@ -93,7 +99,7 @@ drain_and_exit() {
     drain=$RMP_DRAIN
     timeout=$RMP_TIMEOUT
   fi
-  log "SIGTERM: /readyz is 503; serving for ${drain}s more, then finishing in-flight requests"
+  log "SIG$1: /readyz is 503; serving for ${drain}s more, then finishing in-flight requests"
   sleep "$drain"
   if [ -n "$NGINX_PID" ]; then
     kill -QUIT "$NGINX_PID" 2>/dev/null || true
@@ -109,7 +115,8 @@ drain_and_exit() {
   exit 0
 }
 
-trap drain_and_exit TERM INT
+trap 'drain_and_exit TERM' TERM
+trap 'drain_and_exit INT' INT
 
 start_supervisor() {
   Rscript --vanilla "$RUNTIME_DIR/supervisor.R" &
@@ -148,7 +155,8 @@ main() {
   kill_orphaned_nginx
   stop_r
   cleanup
-  exit 1
+  # 2: the supervisor's configuration error (a model or script the loader could not use).
+  exit "$((status == 2 ? 2 : 1))"
 }
 
 main

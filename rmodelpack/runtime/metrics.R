@@ -174,7 +174,10 @@ rmp_metric_header <- function(name, type, help) {
 }
 
 rmp_format_number <- function(x) {
-  vapply(x, function(v) format(v, scientific = FALSE, digits = 15, trim = TRUE), "")
+  # decimal.mark: a scoring script's options(OutDec = ",") must not reach Prometheus' format.
+  vapply(x, function(v) {
+    format(v, scientific = FALSE, digits = 15, trim = TRUE, decimal.mark = ".")
+  }, "")
 }
 
 rmp_requests_lines <- function(requests) {

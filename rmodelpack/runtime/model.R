@@ -7,14 +7,41 @@ rmp_load_packages <- function(packages) {
 }
 
 rmp_sha256 <- function(path) {
-  out <- system2("sha256sum", shQuote(path), stdout = TRUE)
-  strsplit(out[[1]], " ", fixed = TRUE)[[1]][[1]]
+  out <- suppressWarnings(system2("sha256sum", shQuote(path), stdout = TRUE, stderr = TRUE))
+  if (!is.null(attr(out, "status")) || !length(out) || !grepl("^[0-9a-f]{64} ", out[[1]])) {
+    rmp_config_error("cannot read the model file ", path, ": ", paste(out, collapse = " "),
+                     " (it must be a file the server's user can read)")
+  }
+  substr(out[[1]], 1L, 64L)
 }
 
 rmp_check_sha256 <- function(actual, expected, path) {
   if (!is.null(expected) && nzchar(expected) && !identical(tolower(expected), actual)) {
     rmp_config_error("model file ", path, " has sha256 ", actual, " but the config expects ",
-                     expected)
+                     expected, ": serve the model the image was built with, or render and ",
+                     "build again for this one")
+  }
+}
+
+rmp_read_model <- function(path) {
+  tryCatch(readRDS(path), error = function(e) {
+    rmp_config_error("model file ", path, " is not a readable RDS file (", conditionMessage(e),
+                     "): save the model with saveRDS()")
+  })
+}
+
+# The default scorer calls predict(): without a method for the model's class (an RDS of a
+# function, or the package that defines the class missing from r.packages) every request would
+# be a 500 behind a ready pod, so the server does not start.
+rmp_check_predict_method <- function(model) {
+  if (isS4(model)) return(invisible())  # S4 methods are found another way
+  found <- vapply(class(model), function(cls) {
+    !is.null(utils::getS3method("predict", cls, optional = TRUE))
+  }, TRUE)
+  if (!any(found)) {
+    rmp_config_error("the model (class ", paste(class(model), collapse = ", "), ") has no ",
+                     "predict() method: list the package that defines it in r.packages, or ",
+                     "score it with a scoring script")
   }
 }
 
@@ -32,9 +59,37 @@ rmp_default_scorer <- function(model, predict_args, threads = 1L) {
   function(df) do.call(stats::predict, call_args)
 }
 
+# quit() in a worker would run R's exit clean-up, which deletes the temporary directory that
+# every worker shares: from the script, it fails that one request instead.
+rmp_refuse_quit <- function(...) {
+  stop("the scoring script called quit(); return the predictions, or stop() with a message",
+       call. = FALSE)
+}
+
+# An error while sourcing (a syntax error, a file it reads that is not in the image) names the
+# script; R's warnings often hold the missing file's name.
+rmp_source_script <- function(script, env) {
+  warned <- character()
+  tryCatch(
+    withCallingHandlers(
+      sys.source(script, envir = env),
+      warning = function(w) warned <<- c(warned, conditionMessage(w))
+    ),
+    error = function(e) {
+      rmp_config_error(
+        "scoring.script ", basename(script), " failed to load: ", conditionMessage(e),
+        if (length(warned)) paste0(" (", paste(warned, collapse = "; "), ")"),
+        ". Only the script itself is copied into the image; keep what it needs inside it, ",
+        "or in an R package listed in r.packages"
+      )
+    }
+  )
+}
+
 rmp_script_scorer <- function(model, script, function_name) {
   env <- new.env(parent = globalenv())
-  sys.source(script, envir = env)
+  env$quit <- env$q <- rmp_refuse_quit
+  rmp_source_script(script, env)
   if (!exists(function_name, envir = env, inherits = FALSE)) {
     rmp_config_error("scoring script ", script, " defines no function '", function_name, "'")
   }
@@ -46,6 +101,7 @@ rmp_make_scorer <- function(model, scoring, threads = 1L) {
   # Scoring scripts read the same budget: getOption("rmodelpack.threads").
   options(rmodelpack.threads = as.integer(threads))
   if (is.null(scoring$script)) {
+    rmp_check_predict_method(model)
     return(rmp_default_scorer(model, scoring$predict_args, threads))
   }
   rmp_script_scorer(model, scoring$script, scoring[["function"]])

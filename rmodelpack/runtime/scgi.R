@@ -20,7 +20,10 @@ rmp_scgi_first_read_bytes <- 16384L
 rmp_scgi_read_bytes <- 1048576L
 
 rmp_scgi_new_token <- function() {
-  paste(sprintf("%02x", as.integer(readBin("/dev/urandom", "raw", 24L))), collapse = "")
+  # raw = TRUE: a device is not a regular file, and R warns on every start otherwise.
+  con <- file("/dev/urandom", "rb", raw = TRUE)
+  on.exit(close(con))
+  paste(sprintf("%02x", as.integer(readBin(con, "raw", 24L))), collapse = "")
 }
 
 # A listening socket on `port`, or NULL when the port is taken.

@@ -27,7 +27,7 @@ rmp_load_context <- function(cfg, run_dir) {
   sha256 <- rmp_sha256(cfg$model$path)
   rmp_check_sha256(sha256, cfg$model$sha256, cfg$model$path)
   rmp_load_packages(cfg$packages)
-  model <- readRDS(cfg$model$path)
+  model <- rmp_read_model(cfg$model$path)
   scorer <- rmp_make_scorer(model, cfg$scoring, cfg$runtime$threads)
   ctx <- list(cfg = cfg, run_dir = run_dir, sha256 = sha256,
               predictor = rmp_make_predictor(scorer, cfg$output$kind))
@@ -144,40 +144,126 @@ rmp_update_ready <- function(run_dir, serving) {
 # loader child does: it reads (and verifies) the model, forks the workers, so that they share the
 # model's pages copy-on-write, and exits. Replacing a dead worker starts another loader. The
 # workers outlive their loader; they watch the supervisor's pid instead of their parent.
+# Each worker's pid goes to <run>/loader.forked as soon as it is forked: a loader killed half-way
+# (out of memory) leaves no worker behind that nobody knows of. The entrypoint stops the loader
+# (<run>/loader.pid) and those workers on SIGTERM too.
+rmp_forked_path <- function(run_dir) file.path(run_dir, "loader.forked")
+rmp_loader_pid_path <- function(run_dir) file.path(run_dir, "loader.pid")
+
 rmp_load_and_fork <- function(cfg, run_dir, ids, supervisor_pid) {
   force(supervisor_pid)
   ctx <- rmp_load_context(cfg, run_dir)
-  pids <- vapply(ids, function(i) rmp_spawn_worker(ctx, i, supervisor_pid), 0L)
+  pids <- vapply(ids, function(i) {
+    pid <- rmp_spawn_worker(ctx, i, supervisor_pid)
+    cat(pid, "\n", sep = "", file = rmp_forked_path(run_dir), append = TRUE)
+    pid
+  }, 0L)
   list(pids = pids, load_seconds = ctx$load_seconds)
 }
 
-rmp_spawn_workers <- function(cfg, run_dir, ids, pids) {
+# The supervisor goes on supervising while a loader works: a large model takes tens of seconds
+# to load, and meanwhile /readyz must tell the truth and a hung worker must still be replaced.
+rmp_start_loader <- function(cfg, run_dir, ids) {
   for (i in ids) unlink(rmp_up_path(run_dir, i))
+  unlink(rmp_forked_path(run_dir))
   # Evaluated here: a promise would be forced in the worker and give the worker's own pid.
   supervisor_pid <- Sys.getpid()
   job <- parallel::mcparallel(rmp_load_and_fork(cfg, run_dir, ids, supervisor_pid))
-  result <- parallel::mccollect(job)[[1]]
-  if (inherits(result, "try-error")) stop(attr(result, "condition"))
-  if (is.null(result$pids)) stop("the model loader process died before it forked the workers")
-  pids[ids] <- result$pids
-  list(pids = pids, load_seconds = result$load_seconds)
+  rmp_write_file_atomic(rmp_loader_pid_path(run_dir), as.character(job$pid))
+  list(job = job, ids = ids, state = "working", result = NULL)
 }
+
+# One look at a loader. state: "working"; "delivered" (its result is in; the loader is leaving);
+# "finished"; or "died" without a result (out of memory, killed). mccollect() reads the result,
+# then the loader's goodbye, which lets it exit. Workers forked before a loader died hold its
+# pipe open, so its end may show only as a dead process.
+rmp_poll_loader <- function(loading) {
+  repeat {
+    # A loader that has exited and been reaped is "not there" to mccollect(): not an error.
+    got <- suppressWarnings(parallel::mccollect(loading$job, wait = FALSE, timeout = 0))
+    if (is.null(got)) break
+    if (is.null(got[[1]])) {
+      loading$state <- if (is.null(loading$result)) "died" else "finished"
+      return(loading)
+    }
+    loading$result <- got[[1]]
+    loading$state <- "delivered"
+  }
+  if (!rmp_alive(loading$job$pid)) {
+    loading$state <- if (is.null(loading$result)) "died" else "finished"
+  }
+  loading
+}
+
+rmp_end_loader <- function(run_dir) {
+  unlink(c(rmp_loader_pid_path(run_dir), rmp_forked_path(run_dir)))
+}
+
+# The workers a dead loader forked: they may serve, but the supervisor does not know their pids
+# (and they hold the loader's pipe), so they go; a new loader starts them again.
+rmp_kill_forked <- function(run_dir) {
+  pids <- tryCatch(scan(rmp_forked_path(run_dir), what = integer(), quiet = TRUE),
+                   error = function(e) integer())
+  for (pid in pids) tools::pskill(pid, tools::SIGKILL)
+  rmp_end_loader(run_dir)
+}
+
+rmp_loader_died_message <- function(loading) {
+  paste0("the model loader (pid ", loading$job$pid, ") died before it delivered worker(s) ",
+         paste(loading$ids, collapse = ", "), ": out of memory? (the container's memory limit ",
+         "must hold the model, one loader and every worker)")
+}
+
+# After a replacement loader died, the next one waits this many turns (0.1 s each), doubling
+# up to 30 s, so a loader the memory limit kills every time does not thrash the node.
+rmp_loader_backoff <- function(failures) min(300L, 10L * 2L^min(failures, 5L))
 
 rmp_supervise <- function(cfg, run_dir) {
   workers <- cfg$runtime$workers
-  spawned <- rmp_spawn_workers(cfg, run_dir, seq_len(workers), integer(workers))
-  pids <- spawned$pids
-  sup_metrics <- list(restarts = 0, model_load_seconds = spawned$load_seconds, workers = workers)
+  pids <- integer(workers)
+  sup_metrics <- list(restarts = 0, model_load_seconds = NA_real_, workers = workers)
   # NULL once written; a write that failed (a full disk) is tried again on each turn.
-  unwritten <- rmp_write_supervisor_metrics(run_dir, sup_metrics)
-  rmp_log("model loaded in ", round(sup_metrics$model_load_seconds, 3), " s; ", workers,
-          " worker(s) forked")
+  unwritten <- NULL
   limit <- cfg$runtime$timeout_seconds + rmp_heartbeat_grace_seconds
+  loading <- rmp_start_loader(cfg, run_dir, seq_len(workers))
+  first_load <- TRUE
+  pending <- integer()   # workers to replace, counted as restarts once
+  failures <- 0L
+  backoff <- 0L
   # Ready once every worker is up; after that, while at least one worker can serve (a worker
   # being replaced does not take the pod out of its Service; none left does).
   all_were_up <- FALSE
   heartbeats <- rmp_heartbeats(workers)
   repeat {
+    if (!is.null(loading)) {
+      loading <- rmp_poll_loader(loading)
+      if (loading$state %in% c("delivered", "finished") && is.null(loading$assigned)) {
+        result <- loading$result
+        if (inherits(result, "try-error")) stop(attr(result, "condition"))
+        pids[loading$ids] <- result$pids
+        loading$assigned <- TRUE
+        pending <- setdiff(pending, loading$ids)
+        failures <- 0L
+        if (first_load) {
+          first_load <- FALSE
+          sup_metrics$model_load_seconds <- result$load_seconds
+          unwritten <- rmp_write_supervisor_metrics(run_dir, sup_metrics)
+          rmp_log("model loaded in ", round(result$load_seconds, 3), " s; ", workers,
+                  " worker(s) forked")
+        }
+      }
+      if (loading$state == "died") {
+        rmp_kill_forked(run_dir)
+        if (first_load) stop(rmp_loader_died_message(loading))
+        failures <- failures + 1L
+        backoff <- rmp_loader_backoff(failures)
+        rmp_log(rmp_loader_died_message(loading), "; trying again in ", backoff / 10, " s")
+        loading <- NULL
+      } else if (loading$state == "finished") {
+        rmp_end_loader(run_dir)
+        loading <- NULL
+      }
+    }
     alive <- vapply(pids, rmp_alive, TRUE)
     up <- rmp_workers_up(run_dir, pids) & alive
     heartbeats <- rmp_watch_heartbeats(heartbeats, run_dir, pids)
@@ -187,14 +273,20 @@ rmp_supervise <- function(cfg, run_dir) {
     all_were_up <- all_were_up || all(healthy)
     rmp_update_ready(run_dir, if (all_were_up) any(healthy) else all(healthy))
     if (!is.null(unwritten)) unwritten <- rmp_write_supervisor_metrics(run_dir, sup_metrics)
-    dead <- which(!alive | hung)
-    if (length(dead) > 0) {
-      rmp_log("worker(s) ", paste(dead, collapse = ", "), " (pid ",
-              paste(pids[dead], collapse = ", "), ") died; starting replacements")
-      sup_metrics$restarts <- sup_metrics$restarts + length(dead)
-      unwritten <- rmp_write_supervisor_metrics(run_dir, sup_metrics)
-      pids <- rmp_spawn_workers(cfg, run_dir, dead, pids)$pids
-      next
+    if (!first_load) {
+      died <- setdiff(which(!alive | hung), c(pending, loading$ids))
+      if (length(died) > 0) {
+        rmp_log("worker(s) ", paste(died, collapse = ", "), " (pid ",
+                paste(pids[died], collapse = ", "), ") died; starting replacements")
+        sup_metrics$restarts <- sup_metrics$restarts + length(died)
+        unwritten <- rmp_write_supervisor_metrics(run_dir, sup_metrics)
+        pending <- c(pending, died)
+      }
+      backoff <- max(0L, backoff - 1L)
+      if (length(pending) > 0 && is.null(loading) && backoff == 0L) {
+        loading <- rmp_start_loader(cfg, run_dir, sort(pending))
+        next
+      }
     }
     rmp_sleep(0.1)
   }

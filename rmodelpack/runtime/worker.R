@@ -64,6 +64,8 @@ rmp_due_seconds <- function(timers) {
 }
 
 rmp_run_worker <- function(ctx, worker_id, supervisor_pid) {
+  # Made again if package code's quit() in another worker took the shared one with it.
+  tempdir(check = TRUE)
   up <- rmp_up_path(ctx$run_dir, worker_id)
   rmp_state$timers <- later::create_loop(parent = NULL)
   rmp_state$metrics <- rmp_new_metrics(ctx$run_dir, worker_id)
@@ -92,6 +94,9 @@ rmp_run_worker <- function(ctx, worker_id, supervisor_pid) {
     }
     if (abs(now - checked) >= 1) {
       if (!rmp_alive(supervisor_pid)) break
+      # An up file someone deleted (a tmp cleaner) would keep /readyz at 503 and stop the
+      # heartbeat the supervisor watches.
+      if (announced && !file.exists(up)) announced <- is.null(rmp_announce(up))
       rmp_scgi_reap(scgi)
       checked <- now
     }

@@ -101,9 +101,15 @@ def test_every_render_passes_checkov(checkov, rendered_dir):
 
 
 def test_checkov_catches_a_weakened_pod(checkov, helm, tmp_path):
-    """Control: a value that allows privilege escalation fails CKV_K8S_20."""
+    """Control: a value that allows privilege escalation fails CKV_K8S_20 (past the schema, which
+    refuses it: test_hostile_values.py)."""
     values = {"containerSecurityContext": {"allowPrivilegeEscalation": True}}
-    text = render_text(values, helm=helm, show_only=["templates/deployment.yaml"])
+    text = render_text(
+        values,
+        helm=helm,
+        show_only=["templates/deployment.yaml"],
+        extra_args=["--skip-schema-validation"],
+    )
     (tmp_path / "weak.yaml").write_text(text)
     failures = failed_checks(run_checkov(checkov, tmp_path, SKIPPED_CHECKS))
     assert any(failure.startswith("CKV_K8S_20 Deployment.") for failure in failures), failures

@@ -130,6 +130,7 @@ CASES = [
     same("service.host", "ingress.host", ".".join(["a" * 50] * 6), False),
     same("service.host", "ingress.host", "10.0.0.1", False),
     same("service.host", "ingress.host", "10.0.0.256", True),  # not an IP: a DNS name
+    same("service.host", "ingress.host", "010.0.0.1", False),  # the API server reads it as an IP
     same("service.ingress.flavor", "ingress.flavor", "haproxy", False),
     Case(
         "autoscaling min above max",

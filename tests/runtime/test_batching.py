@@ -270,8 +270,11 @@ def test_batching_off_scores_each_request_alone(
 @pytest.mark.parametrize(
     ("env", "problem"),
     [
-        ({"RMP_BATCHING": "maybe"}, "runtime.batching.enabled' must be true or false"),
-        ({"RMP_BATCH_MAX_ROWS": "0"}, "runtime.batching.max_rows' must be an integer >= 1"),
+        ({"RMP_BATCHING": "maybe"}, "'runtime.batching.enabled' (RMP_BATCHING) must be true"),
+        (
+            {"RMP_BATCH_MAX_ROWS": "0"},
+            "'runtime.batching.max_rows' (RMP_BATCH_MAX_ROWS) must be a whole number from 1 to",
+        ),
     ],
 )
 def test_bad_batching_settings_stop_the_server(
