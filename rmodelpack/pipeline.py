@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from rmodelpack.build import BuildResult, build_image, ensure_base_image, push_image
+from rmodelpack.containers import check_port
 from rmodelpack.contract import DEFAULT_OUT_DIR
 from rmodelpack.deploy import DeployResult, DryRun
 from rmodelpack.deploy import deploy as helm_deploy
@@ -35,6 +36,7 @@ from rmodelpack.render import (
     write_atomically,
 )
 from rmodelpack.serve import serve_docker, serve_native
+from rmodelpack.settings import WORKERS
 from rmodelpack.size import Sizing, parse_mib, size_image
 
 __all__ = [
@@ -244,8 +246,6 @@ def size(
     rows, and store the measurement in the output (values.yaml's memory, unless the manifest
     sets it, when N is the pods' worker count). A bad or taken port and a worker count out of
     runtime.workers' range are refused before the build."""
-    from rmodelpack.containers import check_port
-    from rmodelpack.settings import WORKERS
 
     check_port(port)
     loaded = _loaded(source)
@@ -390,7 +390,6 @@ def serve(
     Natively without ``out_dir``, the build context is served from a temporary folder, so no
     basic-auth password is asked for; with ``out_dir`` the whole output is rendered there.
     A port out of range or already taken on 127.0.0.1 is refused before any work."""
-    from rmodelpack.containers import check_port
 
     check_port(port)
     loaded = _loaded(source)
