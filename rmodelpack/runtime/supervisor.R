@@ -16,6 +16,14 @@ rmp_source_runtime <- function(runtime_dir) {
 
 rmp_log <- function(...) cat("rmodelpack: ", ..., "\n", sep = "", file = stderr())
 
+# The calls an error came through, innermost last, for the log line of an unexpected failure.
+rmp_call_trail <- function() {
+  calls <- vapply(utils::tail(sys.calls(), 12L), function(call) {
+    paste(deparse(call, nlines = 1L), collapse = "")
+  }, "")
+  paste0("\n  at ", calls, collapse = "")
+}
+
 rmp_set_thread_env <- function(threads) {
   # Read by OpenMP/BLAS when the model's packages load, so set before loading them.
   Sys.setenv(OMP_NUM_THREADS = threads, OPENBLAS_NUM_THREADS = threads,
@@ -42,13 +50,8 @@ rmp_load_context <- function(cfg, run_dir) {
 rmp_run_worker_logged <- function(ctx, worker_id, supervisor_pid) {
   withCallingHandlers(
     rmp_run_worker(ctx, worker_id, supervisor_pid),
-    error = function(e) {
-      calls <- vapply(utils::tail(sys.calls(), 12L), function(call) {
-        paste(deparse(call, nlines = 1L), collapse = "")
-      }, "")
-      rmp_log("worker ", worker_id, " failed: ", conditionMessage(e), "\n  at ",
-              paste(calls, collapse = "\n  at "))
-    }
+    error = function(e) rmp_log("worker ", worker_id, " failed: ", conditionMessage(e),
+                                rmp_call_trail())
   )
 }
 
@@ -62,8 +65,7 @@ rmp_spawn_worker <- function(ctx, worker_id, supervisor_pid) {
 # TRUE for each worker whose up file names its current pid (it is serving its socket).
 rmp_workers_up <- function(run_dir, pids) {
   vapply(seq_along(pids), function(i) {
-    path <- rmp_up_path(run_dir, i)
-    file.exists(path) && identical(readLines(path, warn = FALSE)[1], as.character(pids[[i]]))
+    identical(rmp_first_line(rmp_up_path(run_dir, i)), as.character(pids[[i]]))
   }, TRUE)
 }
 
@@ -79,9 +81,7 @@ rmp_heartbeat_grace_seconds <- 0.5
 # stepped back hid a hung worker until the clock caught up. NA when it cannot be read: that turn
 # adds no age (mixing in the wall clock would make every worker look hung, or none).
 rmp_monotonic <- function() {
-  uptime <- tryCatch(readLines("/proc/uptime", n = 1L, warn = FALSE), error = function(e) "")
-  seconds <- suppressWarnings(as.numeric(sub(" .*", "", uptime)))
-  if (length(seconds) == 1L) seconds else NA_real_
+  suppressWarnings(as.numeric(sub(" .*", "", rmp_first_line("/proc/uptime"))))
 }
 
 # At most this much age per turn: only time the supervisor watched counts. After the container
@@ -309,14 +309,20 @@ rmp_main <- function() {
   rmp_supervise(cfg, run_dir)
 }
 
+# An unexpected failure is logged with the calls it came through (a race seen once in CI must
+# be traceable from its log); a configuration error is the user's to fix and needs none.
+failed_at <- ""
 tryCatch(
-  rmp_main(),
+  withCallingHandlers(rmp_main(), error = function(e) {
+    if (!inherits(e, "rmp_config_error")) failed_at <<- rmp_call_trail()
+  }),
   rmp_config_error = function(e) {
     cat("rmodelpack: configuration error: ", conditionMessage(e), "\n", sep = "", file = stderr())
     quit(save = "no", status = 2)
   },
   error = function(e) {
-    cat("rmodelpack: supervisor failed: ", conditionMessage(e), "\n", sep = "", file = stderr())
+    cat("rmodelpack: supervisor failed: ", conditionMessage(e), failed_at, "\n", sep = "",
+        file = stderr())
     quit(save = "no", status = 1)
   }
 )

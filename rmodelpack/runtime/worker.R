@@ -2,12 +2,19 @@
 
 rmp_up_path <- function(run_dir, worker_id) file.path(run_dir, sprintf("w%d.up", worker_id))
 
+# The file's first line, or NA when it is gone or empty. A file can vanish between a check and
+# the read: a process's stat file as it exits reads empty (that race once stopped the supervisor
+# with "subscript out of bounds" as a loader left). suppressWarnings, not a warning handler:
+# leaving file() at its warning skips its cleanup and leaks a connection.
+rmp_first_line <- function(path) {
+  text <- tryCatch(suppressWarnings(readLines(path, n = 1L, warn = FALSE)),
+                   error = function(e) character())
+  if (length(text)) text[[1]] else NA_character_
+}
+
 rmp_alive <- function(pid) {
-  stat <- file.path("/proc", pid, "stat")
-  if (!file.exists(stat)) return(FALSE)
-  fields <- tryCatch(readLines(stat, warn = FALSE), error = function(e) "")
-  state <- sub("^.*\\) ([A-Za-z]).*$", "\\1", fields[[1]])
-  !(state %in% c("Z", "X", ""))
+  stat <- rmp_first_line(file.path("/proc", pid, "stat"))
+  !is.na(stat) && !(sub("^.*\\) ([A-Za-z]).*$", "\\1", stat) %in% c("Z", "X", ""))
 }
 
 # A full GC once the worker has been idle for a moment: predict() may leave big temporaries

@@ -136,6 +136,32 @@ def test_a_loader_killed_after_forking_a_worker_is_seen_dead() -> None:
     assert "state: died" in result.stdout, result.stdout + result.stderr
 
 
+ALIVE_WHILE_EXITING = """
+source("{runtime}/worker.R")
+# Asked about processes as they exit: each one's stat file vanishes under the read. The
+# supervisor asks this of every loader as it leaves; an error here stopped the server in CI.
+failures <- 0L
+for (k in 1:300) {{
+  pid <- parallel::mcparallel(invisible(NULL), detached = TRUE)$pid
+  repeat {{
+    alive <- tryCatch(rmp_alive(pid), error = function(e) {{ failures <<- failures + 1L; FALSE }})
+    if (!alive) break
+  }}
+}}
+never <- vapply(1:200, function(i) rmp_alive(2147483647L), TRUE)
+cat("failures:", failures, "connections:", nrow(showConnections()), "never:", any(never), "\\n")
+"""
+
+
+def test_asking_whether_an_exiting_process_is_alive_never_fails() -> None:
+    script = ALIVE_WHILE_EXITING.format(runtime=RUNTIME)
+    result = subprocess.run(
+        ["Rscript", "--vanilla", "-e", script], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert "failures: 0 connections: 0 never: FALSE" in result.stdout, result.stdout
+
+
 def test_quit_and_outdec_in_a_scoring_script_harm_only_their_request(
     serve_example: ServeExample,
 ) -> None:
