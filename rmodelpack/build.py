@@ -1,6 +1,6 @@
 """Build the base and model images with the docker SDK, and push them to a registry.
 
-The build context goes to the engine as an in-memory tar with normalised owners, modes and
+The build context goes to the engine as a tar with normalised owners, modes and
 times, so the same rendered files always give the same context and docker's layer cache stays
 warm across rebuilds (the repo2docker approach). The context is a folder (the base images) or
 render's files in memory (a model image: nothing is read back from disk). Library code: it
@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import re
 import tarfile
+import tempfile
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -28,6 +29,10 @@ from rmodelpack.version import __version__
 Context = Path | Mapping[str, bytes]
 
 Progress = Callable[[str], None] | None
+
+# A build context's tar: in memory up to CONTEXT_IN_MEMORY_BYTES, then in a temporary file.
+ContextArchive = tempfile.SpooledTemporaryFile
+CONTEXT_IN_MEMORY_BYTES = 8 * 1024 * 1024
 
 
 def _base_images_dir() -> Path:
@@ -128,22 +133,22 @@ def build_image(
     nocache: bool = False,
 ) -> BuildResult:
     """Build ``context`` (a folder with a Dockerfile, or render's files) into ``tag``."""
-    archive = _context_archive(context)
-    docker_client = _connect(client, BuildError)
-    try:
-        chunks = docker_client.api.build(
-            fileobj=archive,
-            custom_context=True,
-            tag=tag,
-            buildargs=buildargs,
-            nocache=nocache,
-            rm=True,
-            forcerm=True,
-            decode=True,
-        )
-        return _follow_build(chunks, tag, on_progress)
-    except _docker_errors() as exc:
-        raise BuildError(f"docker build of {tag} failed: {_explain(exc)}") from exc
+    with _context_archive(context) as archive:
+        docker_client = _connect(client, BuildError)
+        try:
+            chunks = docker_client.api.build(
+                fileobj=archive,
+                custom_context=True,
+                tag=tag,
+                buildargs=buildargs,
+                nocache=nocache,
+                rm=True,
+                forcerm=True,
+                decode=True,
+            )
+            return _follow_build(chunks, tag, on_progress)
+        except _docker_errors() as exc:
+            raise BuildError(f"docker build of {tag} failed: {_explain(exc)}") from exc
 
 
 def push_image(ref: str, *, client: Any = None, on_progress: Progress = None) -> str:
@@ -175,7 +180,7 @@ def registry_of(repository: str) -> str:
     return "docker.io"
 
 
-def _context_archive(context: Context | str) -> io.BytesIO:
+def _context_archive(context: Context | str) -> ContextArchive:
     if isinstance(context, Mapping):
         if "Dockerfile" not in context:
             raise BuildError("the build context has no Dockerfile; render the manifest first")
@@ -186,9 +191,15 @@ def _context_archive(context: Context | str) -> io.BytesIO:
     return context_tar(context_dir)
 
 
-def context_tar(context_dir: Path) -> io.BytesIO:
-    """The build context as an uncompressed tar in memory, honouring ``.dockerignore``."""
-    buffer = io.BytesIO()
+def _archive_buffer() -> ContextArchive:
+    # A model can be a gigabyte: render already holds it in memory once, so a context past a
+    # few MB goes to a temporary file rather than holding it twice.
+    return tempfile.SpooledTemporaryFile(max_size=CONTEXT_IN_MEMORY_BYTES)
+
+
+def context_tar(context_dir: Path) -> ContextArchive:
+    """The build context as an uncompressed tar, honouring ``.dockerignore``."""
+    buffer = _archive_buffer()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
         for relative in context_files(context_dir):
             _add_normalised(archive, context_dir, relative)
@@ -216,9 +227,9 @@ def _ignore_patterns(text: str) -> list[str]:
     return [line for line in lines if line and not line.startswith("#")]
 
 
-def files_tar(files: Mapping[str, bytes]) -> io.BytesIO:
+def files_tar(files: Mapping[str, bytes]) -> ContextArchive:
     """The same tar as ``context_tar`` of the folder that ``files`` would be written into."""
-    buffer = io.BytesIO()
+    buffer = _archive_buffer()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
         for relative in mapping_context_files(files):
             info = tarfile.TarInfo(relative)

@@ -7,6 +7,8 @@ import ast
 import inspect
 import subprocess
 import sys
+import tarfile
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -174,7 +176,22 @@ def test_render_files_is_pure_and_writing_is_the_pipelines(boston, tmp_path: Pat
 def test_the_build_context_from_memory_is_the_written_folders(boston, tmp_path: Path):
     result = rmodelpack.render(boston, tmp_path / "out")
     assert result.contents, "render returns the files it wrote"
-    assert files_tar(result.contents).getvalue() == context_tar(result.out_dir).getvalue()
+    assert files_tar(result.contents).read() == context_tar(result.out_dir).read()
+
+
+def test_a_large_model_is_not_held_twice_while_its_context_is_made():
+    """render holds the model in memory; its tar used to be a second in-memory copy."""
+    model = bytes(range(256)) * (256 * 1024)  # 64 MiB
+    files = {"Dockerfile": b"FROM scratch\n", "model/model.rds": model}
+    tracemalloc.start()
+    try:
+        archive = files_tar(files)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < len(model) / 4, f"making the context allocated {peak / 2**20:.0f} MiB at peak"
+    with tarfile.open(fileobj=archive) as tar:
+        assert tar.extractfile("model/model.rds").read() == model
 
 
 def test_the_readmes_library_example_calls_the_api_as_it_is():

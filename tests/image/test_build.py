@@ -41,11 +41,11 @@ def test_context_holds_only_what_the_dockerignore_lets_through(rendered_cars):
 
 
 def test_context_tar_is_byte_identical_whatever_the_owners_and_times(rendered_cars):
-    first = context_tar(rendered_cars).getvalue()
+    first = context_tar(rendered_cars).read()
     for path in rendered_cars.rglob("*"):
         path.touch()  # new mtimes, as after a fresh render
 
-    assert context_tar(rendered_cars).getvalue() == first
+    assert context_tar(rendered_cars).read() == first
     members = tar_members(rendered_cars).values()
     assert {(m.uid, m.gid, m.uname, m.gname, m.mtime) for m in members} == {(0, 0, "", "", 0)}
     modes = {m.name: m.mode for m in members}
