@@ -106,9 +106,12 @@ rmp_guard <- function(handler, error_json = rmp_error_json) {
   }
 }
 
+# application/json or a +json type (application/vnd.api+json), with any parameters: the media
+# type is the whole text before ";" (application/json-seq or a list of types is not JSON).
 rmp_json_type_ok <- function(type) {
-  is.null(type) || !nzchar(type) || identical(type, "application/json") ||
-    grepl("^application/([a-z.+-]*\\+)?json\\b", tolower(type))
+  if (is.null(type) || !nzchar(type) || identical(type, "application/json")) return(TRUE)
+  media <- trimws(tolower(sub(";.*$", "", type)))
+  grepl("^application/([a-z0-9.!#$&^_-]+\\+)?json$", media)
 }
 
 rmp_read_json_body <- function(req) {
@@ -338,6 +341,9 @@ rmp_app <- function(ctx, metrics, idle_gc) {
     started <- rmp_now()
     # Before the work: the worker's heartbeat then says when this request started (worker.R).
     rmp_note_request(idle_gc)
+    # A worker that crashes (a segfault in compiled model code) deletes the tempdir every worker
+    # shares on its way out; made again here, or each tempfile() after it would fail.
+    tempdir(check = TRUE)
     post <- identical(req$REQUEST_METHOD, "POST")
     route <- if (post) batched[[req$PATH_INFO]]
     if (!is.null(route)) return(route(req, started))

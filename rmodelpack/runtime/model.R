@@ -118,11 +118,39 @@ rmp_unwrap_prediction <- function(result) {
 }
 
 rmp_prob_matrix <- function(result) {
-  if (!is.matrix(result) || is.null(colnames(result))) {
+  if (!is.matrix(result) || is.null(colnames(result)) || !rmp_numbers_or_na(result)) {
     rmp_abort(500L, "scoring_error", "the model did not return class probabilities (a matrix with class columns)")
   }
   storage.mode(result) <- "double"
+  rmp_check_json_numbers(result)
   result
+}
+
+# The numbers of a value prediction. Anything else (texts; factors, whose codes as.numeric()
+# would give) is the scoring function's error, not a null in a 200. NA stays: the model's own
+# "no prediction", sent as null.
+rmp_value_numbers <- function(result) {
+  if (!rmp_numbers_or_na(result)) {
+    rmp_abort(500L, "scoring_error", sprintf(
+      "the scoring function returned %s values; output.kind value needs numbers",
+      class(result)[[1]]
+    ))
+  }
+  values <- as.numeric(result)
+  rmp_check_json_numbers(values)
+  values
+}
+
+rmp_numbers_or_na <- function(x) is.numeric(x) || (is.logical(x) && all(is.na(x)))
+
+# JSON has no Inf or NaN: a prediction that is one would reach the client as null, silently.
+rmp_check_json_numbers <- function(values) {
+  bad <- which(is.infinite(values) | is.nan(values))
+  if (length(bad) == 0L) return(invisible())
+  rmp_abort(500L, "scoring_error", sprintf(
+    "the scoring function returned %s (for %d value(s)), which JSON cannot hold",
+    format(values[[bad[[1]]]]), length(bad)
+  ))
 }
 
 rmp_classes <- function(result) {
@@ -176,7 +204,7 @@ rmp_prob_object_texts <- function(probs) {
 rmp_prediction_texts <- function(result, kind) {
   result <- rmp_unwrap_prediction(result)
   switch(kind,
-    value = rmp_number_texts(as.numeric(result)),
+    value = rmp_number_texts(rmp_value_numbers(result)),
     class = rmp_string_texts(rmp_classes(result)),
     probabilities = rmp_prob_object_texts(rmp_prob_matrix(result)),
     class_probabilities = {

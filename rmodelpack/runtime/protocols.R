@@ -208,15 +208,15 @@ rmp_shape_dims <- function(shape) {
 rmp_is_array <- function(value) is.list(value) && is.null(names(value))
 
 rmp_tensor_length <- function(tensor, where) {
-  shape <- rmp_shape_dims(tensor$shape)
+  shape <- rmp_shape_dims(tensor[["shape"]])
   if (is.null(shape)) {
     rmp_bad_request(sprintf(
       "%s: shape %s is not a 1-D tensor; send one column per input with shape [n]",
-      where, rmp_json_text(tensor$shape)
+      where, rmp_json_text(tensor[["shape"]])
     ))
   }
   n <- as.integer(shape[[1]])
-  data <- tensor$data
+  data <- tensor[["data"]]
   if (!rmp_is_array(data)) {
     rmp_bad_request(sprintf("%s: \"data\" must be an array of %d values", where, n))
   }
@@ -233,7 +233,7 @@ rmp_tensor_length <- function(tensor, where) {
 }
 
 rmp_oip_input_data <- function(tensor, index, columns) {
-  if (!rmp_is_object(tensor) || !rmp_is_text(tensor$name)) {
+  if (!rmp_is_object(tensor) || !rmp_is_text(tensor[["name"]])) {
     rmp_bad_request(sprintf("inputs[%d] needs a \"name\", a \"datatype\", a \"shape\" and \"data\"",
                             index - 1L))
   }
@@ -242,24 +242,24 @@ rmp_oip_input_data <- function(tensor, index, columns) {
     rmp_bad_request(sprintf("inputs[%d] has the key \"%s\" more than once; send it once",
                             index - 1L, names(tensor)[[twice]]))
   }
-  where <- sprintf("input '%s'", tensor$name)
-  column <- columns[[tensor$name]]
-  if (!rmp_is_text(tensor$datatype)) rmp_bad_request(sprintf("%s has no \"datatype\"", where))
-  if (!is.null(column) && !(tensor$datatype %in% rmp_oip_accepts(column$type))) {
+  where <- sprintf("input '%s'", tensor[["name"]])
+  column <- columns[[tensor[["name"]]]]
+  if (!rmp_is_text(tensor[["datatype"]])) rmp_bad_request(sprintf("%s has no \"datatype\"", where))
+  if (!is.null(column) && !(tensor[["datatype"]] %in% rmp_oip_accepts(column$type))) {
     rmp_bad_request(sprintf(
       "%s: datatype %s does not fit the %s column %s; send %s",
-      where, tensor$datatype, column$type, tensor$name, rmp_oip_datatype(column$type)
-    ), list(rmp_detail(NA, tensor$name, sprintf("datatype %s; expected %s", tensor$datatype,
+      where, tensor[["datatype"]], column$type, tensor[["name"]], rmp_oip_datatype(column$type)
+    ), list(rmp_detail(NA, tensor[["name"]], sprintf("datatype %s; expected %s", tensor[["datatype"]],
                                                   rmp_oip_datatype(column$type)))))
   }
-  rmp_check_parameters(tensor$parameters, sprintf("%s: \"parameters\"", where))
-  if (is.null(tensor$shape)) rmp_bad_request(sprintf("%s has no \"shape\"", where))
-  if (is.null(tensor$data)) {
+  rmp_check_parameters(tensor[["parameters"]], sprintf("%s: \"parameters\"", where))
+  if (is.null(tensor[["shape"]])) rmp_bad_request(sprintf("%s has no \"shape\"", where))
+  if (is.null(tensor[["data"]])) {
     rmp_bad_request(sprintf("%s has no \"data\" (binary tensor data is not supported)", where))
   }
   data <- rmp_tensor_length(tensor, where)
   # An input the model does not take is left out (input.extra_columns ignore), unchecked.
-  if (!is.null(column)) rmp_oip_check_values(data, tensor$datatype, where, tensor$name)
+  if (!is.null(column)) rmp_oip_check_values(data, tensor[["datatype"]], where, tensor[["name"]])
   data
 }
 
@@ -301,7 +301,7 @@ rmp_check_parameters <- function(parameters, where) {
 
 # The request's "id" is echoed in the response, so it must be the spec's string.
 rmp_oip_request_id <- function(parsed, req) {
-  id <- parsed$id
+  id <- parsed[["id"]]
   if (is.null(id)) return(rmp_request_id(req))
   if (!rmp_is_text(id)) rmp_bad_request("\"id\" must be a string (it is echoed in the response)")
   id
@@ -309,13 +309,13 @@ rmp_oip_request_id <- function(parsed, req) {
 
 # The request's input tensors as the row objects the validator takes.
 rmp_oip_rows <- function(parsed, columns, max_rows) {
-  inputs <- if (rmp_is_object(parsed)) parsed$inputs
+  inputs <- if (rmp_is_object(parsed)) parsed[["inputs"]]
   if (!rmp_is_array(inputs) || length(inputs) == 0) {
     rmp_bad_request(paste("expected {\"inputs\": [{\"name\", \"datatype\", \"shape\",",
                           "\"data\"}, ...]} with one tensor per input column"))
   }
   data <- lapply(seq_along(inputs), function(i) rmp_oip_input_data(inputs[[i]], i, columns))
-  names(data) <- vapply(inputs, function(tensor) tensor$name, "")
+  names(data) <- vapply(inputs, function(tensor) tensor[["name"]], "")
   if (anyDuplicated(names(data))) {
     rmp_bad_request(sprintf("input '%s' is given twice", names(data)[anyDuplicated(names(data))]))
   }
@@ -359,15 +359,15 @@ rmp_oip_check_inputs <- function(input_names, input) {
 # The names "outputs" asks for; NULL (every default output) when absent or empty, as the spec
 # says for an absent one. A name asked twice is refused: it would repeat the tensor.
 rmp_oip_requested_outputs <- function(parsed) {
-  outputs <- parsed$outputs
+  outputs <- parsed[["outputs"]]
   if (is.null(outputs) || identical(outputs, list())) return(NULL)
   ok <- rmp_is_array(outputs) &&
-    all(vapply(outputs, function(o) rmp_is_object(o) && rmp_is_text(o$name), NA))
+    all(vapply(outputs, function(o) rmp_is_object(o) && rmp_is_text(o[["name"]]), NA))
   if (!ok) rmp_bad_request("\"outputs\" must be an array of {\"name\": ...} objects")
   for (i in seq_along(outputs)) {
-    rmp_check_parameters(outputs[[i]]$parameters, sprintf("outputs[%d]: \"parameters\"", i - 1L))
+    rmp_check_parameters(outputs[[i]][["parameters"]], sprintf("outputs[%d]: \"parameters\"", i - 1L))
   }
-  names <- vapply(outputs, function(output) output$name, "")
+  names <- vapply(outputs, function(output) output[["name"]], "")
   if (anyDuplicated(names)) {
     rmp_bad_request(sprintf("output '%s' is requested twice", names[anyDuplicated(names)]))
   }
@@ -377,7 +377,7 @@ rmp_oip_requested_outputs <- function(parsed) {
 # Every output the prediction offers: name -> list(datatype, JSON texts of the values).
 rmp_oip_tensors <- function(result, kind) {
   if (kind == "value") {
-    return(list(predictions = list(datatype = "FP64", data = rmp_number_texts(as.numeric(result)))))
+    return(list(predictions = list(datatype = "FP64", data = rmp_number_texts(rmp_value_numbers(result)))))
   }
   if (!is.matrix(result)) {
     return(list(class = list(datatype = "BYTES", data = rmp_string_texts(rmp_classes(result)))))
@@ -422,7 +422,7 @@ rmp_oip_select <- function(tensors, requested, kind) {
 
 rmp_oip_tensor_json <- function(name, tensor, n) {
   sprintf("{\"name\":%s,\"datatype\":\"%s\",\"shape\":[%d],\"data\":%s}",
-          rmp_string_texts(name), tensor$datatype, n, rmp_json_array(tensor$data))
+          rmp_string_texts(name), tensor[["datatype"]], n, rmp_json_array(tensor[["data"]]))
 }
 
 rmp_oip_response_json <- function(cfg, id, tensors, n) {
@@ -450,7 +450,7 @@ rmp_oip_infer_handler <- function(ctx) {
     body <- rmp_read_json_body(req)
     parsed <- rmp_parse_json(body)
     rows <- rmp_oip_rows(parsed, columns, cfg$input$max_rows)
-    rmp_check_parameters(parsed$parameters, "\"parameters\"")
+    rmp_check_parameters(parsed[["parameters"]], "\"parameters\"")
     requested <- rmp_oip_requested_outputs(parsed)
     id <- rmp_oip_request_id(parsed, req)
     if (length(rows) == 0) rmp_oip_check_inputs(attr(rows, "inputs"), cfg$input)
@@ -462,9 +462,11 @@ rmp_oip_infer_handler <- function(ctx) {
 }
 
 # The spec's binary data extension sends application/octet-stream (the kserve SDK does so by
-# default); say what to send instead of a bare 415.
+# default), or JSON followed by raw bytes that the Inference-Header-Content-Length header marks;
+# say what to send instead of a bare 415 (or a 400 about the bytes).
 rmp_oip_refuse_binary <- function(req) {
-  if (startsWith(tolower(req$CONTENT_TYPE %||% ""), "application/octet-stream")) {
+  binary_type <- startsWith(tolower(req$CONTENT_TYPE %||% ""), "application/octet-stream")
+  if (binary_type || !is.null(req$HTTP_INFERENCE_HEADER_CONTENT_LENGTH)) {
     rmp_abort(415L, "unsupported_media_type", paste(
       "binary tensor data is not supported; send JSON tensors (application/json), e.g. with",
       "kserve's InferInput.set_data_from_numpy(..., binary_data=False)"
@@ -516,7 +518,7 @@ rmp_kserve_v1_model_handler <- function(ctx) {
 
 # Instances are row objects, or arrays holding the input columns in the manifest's order.
 rmp_kserve_v1_rows <- function(parsed, column_names) {
-  instances <- if (rmp_is_object(parsed)) parsed$instances
+  instances <- if (rmp_is_object(parsed)) parsed[["instances"]]
   if (!is.list(instances) || !is.null(names(instances))) {
     rmp_bad_request(paste("expected {\"instances\": [...]} with one object",
                           "(or array of the input columns) per row"))

@@ -252,7 +252,8 @@ rmp_rook_input <- function(body) {
 # A Rook request: the fields nginx sends (nginx.conf.in), named as httpuv named them (its
 # QUERY_STRING kept the "?").
 rmp_scgi_passed_headers <- c("CONTENT_TYPE", "HTTP_CONTENT_ENCODING", "HTTP_HOST",
-                             "HTTP_X_REQUEST_ID", "HTTP_X_RMP_IN_FLIGHT")
+                             "HTTP_X_REQUEST_ID", "HTTP_X_RMP_IN_FLIGHT",
+                             "HTTP_INFERENCE_HEADER_CONTENT_LENGTH")
 
 rmp_scgi_request <- function(headers, body, con = NULL) {
   force(body)

@@ -183,6 +183,27 @@ def test_quit_and_outdec_in_a_scoring_script_harm_only_their_request(
     every_worker_serves(served)
 
 
+def test_a_worker_that_segfaults_leaves_the_others_a_tempdir(serve_example: ServeExample) -> None:
+    """R's segfault handler deletes the tempdir the workers share: the survivor then failed
+    every later tempfile() with a 500 for good while /readyz said 200."""
+    served = serve_example("boston-rf", use_script("segfault_once_score.R"))
+    row = served.rows[0]
+    before = served.server.worker_pids()
+    crashing = predict(served, [{**row, "crim": 44}])
+    assert (served.server.run_dir / "segfaulted").exists()
+    assert crashing.status_code in (200, 502), crashing.text
+
+    def one_replaced() -> bool:
+        now = served.server.worker_pids()
+        return sorted(now) == [1, 2] and len(set(now.values()) & set(before.values())) == 1
+
+    wait_until(one_replaced, timeout=30)
+    for _ in range(6):  # every request writes a temporary file, on both workers
+        response = predict(served, [row])
+        assert response.status_code == 200, response.text
+    every_worker_serves(served)
+
+
 def test_a_deleted_up_file_comes_back(serve_example: ServeExample) -> None:
     """A tmp cleaner removing the up files kept /readyz at 503 for good while every worker
     served, and stopped the heartbeat the supervisor watches."""

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import requests
+from protocols.oip import input_tensors
 
 from runtime.conftest import ServerFactory
 from runtime.server import NativeServer
@@ -122,6 +123,33 @@ def test_wrong_content_type_is_415(boston_server: NativeServer, rows: list) -> N
     )
     assert_error(response, 415, "unsupported_media_type")
     still_serving(boston_server, rows)
+
+
+@pytest.mark.parametrize(
+    ("content_type", "status"),
+    [
+        ("application/json-seq", 415),
+        ("application/json, text/plain", 415),
+        ("application/jsonp", 415),
+        ("text/json", 415),
+        ("application/json; charset=utf-8", 200),
+        ("Application/JSON ;charset=UTF-8", 200),
+        ("application/vnd.api+json", 200),
+    ],
+)
+def test_only_json_media_types_are_read_as_json(
+    boston_server: NativeServer, rows: list, content_type: str, status: int
+) -> None:
+    response = requests.post(
+        boston_server.url("/predict"),
+        data=json.dumps(rows[:1]),
+        timeout=30,
+        headers={"Content-Type": content_type},
+    )
+    if status == 415:
+        assert_error(response, 415, "unsupported_media_type")
+    else:
+        assert response.status_code == 200, response.text
 
 
 def post_compressed(server: NativeServer, path: str, body: Any, encoding: str) -> requests.Response:
@@ -397,6 +425,34 @@ def test_error_in_scoring_code_is_500_without_trace(
     log = strict_server.stderr_path.read_text()
     assert "trace-me-123" in log and "failure trigger" in log and "  at " in log
     still_serving(strict_server, rows)
+
+
+@pytest.mark.parametrize(
+    ("crim", "words"),
+    [(98, "character values"), (97, "Inf"), (96, "NaN"), (95, "factor values")],
+)
+@pytest.mark.parametrize("route", ["/predict", "/v2/models/boston-rf/infer"])
+def test_predictions_json_cannot_carry_are_500_not_nulls(
+    strict_server: NativeServer, boston_config: dict, rows: list, crim: int, words: str, route: str
+) -> None:
+    odd = [{**rows[0], "crim": crim}, rows[1]]
+    columns = boston_config["input"]["columns"]
+    body = odd if route == "/predict" else {"inputs": input_tensors(odd, columns)}
+    response = post_json(strict_server, route, body)
+    if route == "/predict":
+        message = assert_error(response, 500, "scoring_error")["message"]
+    else:  # the protocol's own error shape: {"error": message, ...}
+        assert response.status_code == 500, response.text
+        message = response.json()["error"]
+    assert words in message, message
+    still_serving(strict_server, rows)
+
+
+def test_a_missing_prediction_is_null(strict_server: NativeServer, rows: list) -> None:
+    response = post_json(strict_server, "/predict", [{**rows[0], "crim": 94}, rows[1]])
+    assert response.status_code == 200, response.text
+    first, second = response.json()["predictions"]
+    assert first is None and isinstance(second, float)
 
 
 def test_unknown_route_is_404(boston_server: NativeServer) -> None:

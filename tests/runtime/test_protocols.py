@@ -7,6 +7,7 @@ tensor is a 400 whose message names the column, never a 500.
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -453,6 +454,70 @@ def test_id_and_parameters_of_the_wrong_json_type_are_400(
         request["outputs"] = [{"name": "predictions", "parameters": 1}]
     message = _infer_error(boston_server, request)["error"]
     assert ("id" if field == "id" else "parameters") in message
+
+
+def _rename(mapping: dict[str, Any], old: str, new: str) -> None:
+    mapping[new] = mapping.pop(old)
+
+
+# R's `$` completes a prefix: "inputs_v2" was read as "inputs", "namespace" as "name". Keys must
+# match exactly, as every JSON client expects.
+@pytest.mark.parametrize(
+    ("key", "longer"),
+    [("inputs", "inputs_v2"), ("name", "namespace"), ("shape", "shapes"), ("outputs", "names")],
+)
+def test_a_key_that_only_starts_with_a_protocol_key_is_not_that_key(
+    boston_server, boston_config, r_predictions, key: str, longer: str
+) -> None:
+    request = _boston_request(boston_config, r_predictions)
+    if key == "outputs":
+        request["outputs"] = [{"names": "predictions"}]
+    elif key == "inputs":
+        _rename(request, "inputs", longer)
+    else:
+        _rename(request["inputs"][0], key, longer)
+    assert "error" in _infer_error(boston_server, request)
+
+
+def test_a_tensor_without_data_is_told_so_even_with_a_datatype(
+    boston_server, boston_config, r_predictions
+) -> None:
+    request = _boston_request(boston_config, r_predictions)
+    del request["inputs"][0]["data"]  # "datatype" starts with "data"
+    assert 'has no "data"' in _infer_error(boston_server, request)["error"]
+
+
+def test_idempotency_key_is_not_echoed_as_the_id(boston_server, boston_config, r_predictions):
+    request = {**_boston_request(boston_config, r_predictions), "idempotency_key": "k-1"}
+    response = post(boston_server, "/v2/models/boston-rf/infer", request)
+    assert response.status_code == 200, response.text
+    assert response.json()["id"] != "k-1"
+
+
+def test_kserve_v1_instances_must_be_spelt_exactly(boston_server, r_predictions) -> None:
+    body = {"instances_extra": r_predictions["rows"][:2]}
+    response = post(boston_server, "/v1/models/boston-rf:predict", body)
+    assert response.status_code == 400, response.text
+    assert "instances" in response.json()["error"]
+
+
+def test_the_binary_extension_with_a_json_type_is_415_saying_what_to_send(
+    boston_server, boston_config, r_predictions
+) -> None:
+    """The extension's JSON header followed by raw tensor bytes, sent as application/json: it
+    was a 400 about a NUL byte, which told the client nothing."""
+    header = json.dumps(_boston_request(boston_config, r_predictions)).encode()
+    response = requests.post(
+        boston_server.url("/v2/models/boston-rf/infer"),
+        data=header + bytes(range(8)) * 3,
+        headers={
+            "Content-Type": "application/json",
+            "Inference-Header-Content-Length": str(len(header)),
+        },
+        timeout=30,
+    )
+    assert response.status_code == 415, response.text
+    assert "binary_data=False" in response.json()["error"]
 
 
 def test_model_ready_answers_name_and_ready(boston_server: NativeServer) -> None:
